@@ -1,0 +1,1 @@
+"""Benchmarks and simulation studies (``make bench``); never part of the timed unit tests."""

@@ -1,0 +1,190 @@
+"""The ``backpain`` command: one sub-command per pipeline stage, thin over the package.
+
+Errors in the user's input print one line (``backpain: error: ...``) and exit with code 2;
+``--help`` on each sub-command documents every option.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pipeline import __version__
+from pipeline.errors import ConfigError, UserError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
+    return value
+
+
+def _run_simulate(args: argparse.Namespace) -> int:
+    from pipeline.params import load_section
+    from pipeline.simulate import main as simulate_main
+
+    started = time.perf_counter()
+    section = load_section("simulate", args.params)
+    try:
+        study = simulate_main(
+            section,
+            out_root=args.out_root,
+            n_patients=args.n_patients,
+            seed=args.seed,
+            out_dir=args.out,
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{args.params}: section simulate: {exc}") from None
+    cohort = study.truth["cohort"]
+    out = args.out or Path(args.out_root) / study.study_id
+    print(
+        f"simulated {cohort['patients']:,} patients ({cohort['etmi']:,} ETMI, "
+        f"{cohort['complete_cases']:,} complete cases) -> {out} "
+        f"in {time.perf_counter() - started:.1f} s (SYNTHETIC)"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``backpain`` and its sub-commands."""
+    parser = argparse.ArgumentParser(
+        prog="backpain",
+        description="Back-pain evidence pipeline: simulate, ingest, analyse, summarise.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    simulate = commands.add_parser(
+        "simulate",
+        help="write the synthetic ETMI reference cohort as a clinic export",
+        description=(
+            "Simulate the ETMI reference cohort (SYNTHETIC data with known true effects) and "
+            "write it as a clinic would export it: patients.csv, therapists.xlsx, study.yaml, "
+            "truth.json and a README, into OUT_ROOT/<study_id>."
+        ),
+    )
+    simulate.add_argument(
+        "--params",
+        default="params.yaml",
+        type=Path,
+        help="parameter file; its 'simulate' section is used (default: %(default)s)",
+    )
+    simulate.add_argument(
+        "--n-patients",
+        type=_positive_int,
+        default=None,
+        help="override the number of patients (e.g. 1000000 for benchmarks)",
+    )
+    simulate.add_argument(
+        "--seed", type=_non_negative_int, default=None, help="override the random seed"
+    )
+    simulate.add_argument(
+        "--out-root",
+        default="data/raw",
+        type=Path,
+        help="folder that receives <study_id>/ (default: %(default)s)",
+    )
+    simulate.add_argument(
+        "--out",
+        default=None,
+        type=Path,
+        help="write into exactly this folder instead of OUT_ROOT/<study_id>",
+    )
+    simulate.set_defaults(handler=_run_simulate)
+
+    ingest = commands.add_parser(
+        "ingest",
+        help="turn a study's exports into canonical validated tables",
+        description=(
+            "Read the files named in STUDY_YAML, harmonise them onto canonical scales, "
+            "quarantine bad values with a reason, and write participants, outcomes, quarantine "
+            "and ingest_report into OUT (default: data/processed/<study_id>)."
+        ),
+    )
+    ingest.add_argument("study_yaml", type=Path, help="the study's mapping file (study.yaml)")
+    ingest.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default: data/processed/<study_id>)",
+    )
+    ingest.add_argument(
+        "--key-file",
+        type=Path,
+        default=Path(".backpain-key"),
+        help="pseudonymisation key file, created on first use and never committed; the "
+        "environment variable BACKPAIN_PSEUDONYM_KEY takes precedence (default: %(default)s)",
+    )
+    ingest.add_argument("--quiet", action="store_true", help="print no summary and no progress bar")
+    ingest.set_defaults(handler=_not_yet("ingest"))
+
+    for name, help_text, description in (
+        (
+            "analyse",
+            "fit the comparisons declared in params.yaml for one study",
+            "Fit every comparison of STUDY declared in the 'analyse' section of PARAMS and "
+            "write tidy estimates to data/processed/<study>/estimates.parquet and .json.",
+        ),
+        (
+            "summarise",
+            "write plain-language claims, tables, figures and reports for one study",
+            "Turn the estimates of STUDY into citable plain-language claims, a fact sheet, "
+            "tables and figures under reports/<study>/.",
+        ),
+    ):
+        sub = commands.add_parser(name, help=help_text, description=description)
+        sub.add_argument("study", help="study id: a folder under data/processed/")
+        sub.add_argument(
+            "--params",
+            default="params.yaml",
+            type=Path,
+            help="parameter file (default: %(default)s)",
+        )
+        sub.set_defaults(handler=_not_yet(name))
+    return parser
+
+
+def _not_yet(command: str) -> Handler:
+    def handler(args: argparse.Namespace) -> int:
+        raise UserError(f"the {command} stage is not available in this version yet")
+
+    return handler
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``backpain``; return the exit code (0 ok, 2 user error)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except UserError as exc:
+        print(f"backpain {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"backpain {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""Writing outputs atomically and hashing inputs.
+
+Every output goes to a temporary file in the destination folder and is renamed into place,
+so a crash never leaves a half-written file that a later stage could mistake for a result.
+Bytes are deterministic: JSON keys are sorted, ZIP-based files (xlsx) get fixed timestamps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+# A fixed timestamp for the members of ZIP containers (xlsx), so the same data give the same bytes.
+_FIXED_ZIP_TIME = (2020, 1, 1, 0, 0, 0)
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_OFFICE_TIMESTAMP = re.compile(rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*(</dcterms:)")
+
+
+def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp_path)`` and rename the temporary file onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give outputs the usual mode
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write bytes atomically."""
+    return write_atomic(path, lambda tmp: tmp.write_bytes(data))
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write UTF-8 text atomically with Unix newlines."""
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def to_json_text(obj: Any) -> str:
+    """Deterministic, human-readable JSON (sorted keys, NaN written as null)."""
+    return json.dumps(_json_safe(obj), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    """Write JSON atomically (see :func:`to_json_text`)."""
+    return write_text(path, to_json_text(obj))
+
+
+def write_parquet(path: str | Path, frame: pd.DataFrame) -> Path:
+    """Write a data frame to Parquet atomically, without the pandas index."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    return write_atomic(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+
+
+def write_csv_frame(path: str | Path, frame: pd.DataFrame) -> Path:
+    """Write a data frame to CSV atomically (no index, Unix newlines)."""
+    return write_text(path, frame.to_csv(index=False, lineterminator="\n"))
+
+
+def normalise_zip(data: bytes) -> bytes:
+    """Rewrite a ZIP container (xlsx) with fixed timestamps, for byte-identical files.
+
+    Both the ZIP members' dates and the document's own created/modified properties
+    (``docProps/core.xml``, which openpyxl stamps with the time of saving) are fixed.
+    """
+    source = zipfile.ZipFile(io.BytesIO(data))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            member = zipfile.ZipInfo(info.filename, date_time=_FIXED_ZIP_TIME)
+            member.compress_type = zipfile.ZIP_DEFLATED
+            member.external_attr = 0o644 << 16
+            content = source.read(info.filename)
+            if info.filename == "docProps/core.xml":
+                content = _OFFICE_TIMESTAMP.sub(rb"\g<1>2020-01-01T00:00:00Z\g<2>", content)
+            target.writestr(member, content)
+    return out.getvalue()
+
+
+def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_files(paths: Iterable[str | Path]) -> str:
+    """One SHA-256 over several files (names and bytes, in sorted name order)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(p) for p in paths):
+        digest.update(path.name.encode())
+        digest.update(sha256_file(path).encode())
+    return digest.hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    """SHA-256 of a string (UTF-8)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _json_safe(obj: Any) -> Any:
+    """Convert numpy/pandas scalars, NaN and paths into plain JSON values."""
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, Path):
+        return obj.as_posix()
+    if obj is pd.NA or obj is pd.NaT:
+        return None
+    if hasattr(obj, "item") and not isinstance(obj, str | bytes):
+        obj = obj.item()
+    if isinstance(obj, float) and obj != obj:  # NaN
+        return None
+    return obj
