@@ -64,6 +64,17 @@ def _run_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_ingest(args: argparse.Namespace) -> int:
+    from pipeline.ingest import render_summary, run_ingest
+
+    started = time.perf_counter()
+    run = run_ingest(args.study_yaml, args.out, args.key_file, show_progress=not args.quiet)
+    if not args.quiet:
+        print(render_summary(run))
+        print(f"  in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``backpain`` and its sub-commands."""
     parser = argparse.ArgumentParser(
@@ -136,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         "environment variable BACKPAIN_PSEUDONYM_KEY takes precedence (default: %(default)s)",
     )
     ingest.add_argument("--quiet", action="store_true", help="print no summary and no progress bar")
-    ingest.set_defaults(handler=_not_yet("ingest"))
+    ingest.set_defaults(handler=_run_ingest)
 
     for name, help_text, description in (
         (

@@ -1,0 +1,1 @@
+"""Data registries shipped with the package (instruments, plain-language rules)."""
