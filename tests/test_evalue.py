@@ -61,9 +61,7 @@ def test_missing_limit_gives_nan_ci_evalue() -> None:
     # Estimate above 1 needs the lower limit; only the upper one was given.
     assert np.isnan(evalue_ratio(2.0, None, 3.0)["evalue_ci"])
     # Estimate below 1 needs the upper limit.
-    assert evalue_ratio(0.5, None, 0.8)["evalue_ci"] == pytest.approx(
-        1.25 + math.sqrt(1.25 * 0.25)
-    )
+    assert evalue_ratio(0.5, None, 0.8)["evalue_ci"] == pytest.approx(1.25 + math.sqrt(1.25 * 0.25))
 
 
 def test_odds_ratio_common_outcome_matches_evalue_package() -> None:

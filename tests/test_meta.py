@@ -241,9 +241,7 @@ def test_low_heterogeneity_truncates_dl_at_zero() -> None:
 
 
 def test_columns_copied_from_the_studies() -> None:
-    studies = _bcg_frame().assign(
-        estimand="ATE", term="bcg vs none", n_treated=100, n_control=90
-    )
+    studies = _bcg_frame().assign(estimand="ATE", term="bcg vs none", n_treated=100, n_control=90)
     row = fit_random_effects(studies, method="DL").iloc[0]
     assert row["estimand"] == "ATE"
     assert row["term"] == "bcg vs none"

@@ -183,12 +183,12 @@ class TestWeightsByHand:
         np.testing.assert_allclose(w, [1, 1, 1, 12 / 11, 3 / 11, 18 / 11], rtol=1e-12)
 
     def test_trimming_zeroes_units_outside_inclusive_bounds(self, tiny):
-        w = compute_weights(tiny["e"], tiny["treated"], "ATE", trim=(0.2, 0.55))
-        # Kept: e in [0.2, 0.55] -> units 10 (0.5, T), 12 (0.2, T), 13 (0.5, C), 14 (0.2, C);
-        # trimmed: 11 (0.8) and 15 (0.6). Marginal P(T=1) among kept = 2/4.
-        expected = [0.5 / 0.5, 0.0, 0.5 / 0.2, 0.5 / 0.5, 0.5 / 0.8, 0.0]
+        w = compute_weights(tiny["e"], tiny["treated"], "ATE", trim=(0.2, 0.7))
+        # Kept: e in [0.2, 0.7] (bounds included) -> treated 10 (0.5), 12 (0.2) and controls
+        # 13 (0.5), 14 (0.2), 15 (0.6); trimmed: 11 (0.8). P(T=1) among the kept = 2/5.
+        expected = [0.4 / 0.5, 0.0, 0.4 / 0.2, 0.6 / 0.5, 0.6 / 0.8, 0.6 / 0.4]
         np.testing.assert_allclose(w, expected, rtol=1e-12)
-        assert list(w.index[w == 0]) == [11, 15]
+        assert list(w.index[w == 0]) == [11]
 
     def test_weighted_means_smd_and_variance_ratios(self, tiny):
         w = compute_weights(tiny["e"], tiny["treated"], "ATE")  # 1, .625, 2.5 | 1, .625, 1.25
@@ -285,7 +285,7 @@ class TestOverlap:
     def test_one_sided_lack_of_overlap_is_enough_to_flag(self):
         # Every treated unit sits inside the control range, but a third of the controls
         # (propensity 0.05) lie below the lowest treated propensity (0.3).
-        e = np.r_[[0.3] * 10, [0.6] * 10, [0.05] * 20, [0.5] * 40]
+        e = np.r_[[0.3] * 10, [0.6] * 10, [0.05] * 20, [0.45] * 38, [0.6] * 2]
         treated = np.r_[np.ones(20, bool), np.zeros(60, bool)]
         overlap = check_overlap(e, treated)
         assert overlap["share_treated_outside_control_range"] == 0.0

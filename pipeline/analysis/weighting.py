@@ -296,7 +296,7 @@ def balance_table(
 
     mean1, mean0 = X1.mean(axis=0), X0.mean(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        var1 = _sample_variance(X1)
+        var1 = np.where(binary, mean1 * (1 - mean1), _sample_variance(X1))
         var0 = np.where(binary, mean0 * (1 - mean0), _sample_variance(X0))
         wmean1, wmean0 = w1 @ X1 / w1.sum(), w0 @ X0 / w0.sum()
         wvar1, wvar0 = _weighted_variance(X1, w1, wmean1), _weighted_variance(X0, w0, wmean0)
@@ -344,6 +344,10 @@ def effective_sample_size(
     References
     ----------
     Kish L. Survey Sampling. New York: Wiley; 1965.
+
+    Examples
+    --------
+    >>> effective_sample_size(compute_weights(e, p["etmi"]), p["etmi"])
     """
     t = _binary_array(treated, "treated")
     w = _check_weights(weights, len(t), t)
@@ -380,6 +384,10 @@ def check_overlap(
     A units-outside-the-other-arm's-range rule is crude but transparent; it flags the
     situations where weighting extrapolates (Crump et al. 2009; Stuart 2010). Look at the
     propensity histograms as well: overlap can be adequate by this rule and still thin.
+
+    Examples
+    --------
+    >>> check_overlap(e, p["etmi"])["message"]
     """
     e, t, _ = _check_propensity_treated(propensity, treated)
     if not 0 <= tolerance < 1:
@@ -434,6 +442,10 @@ def weight_summary(
         interpolation, numpy's default) and ``top1pct_share``: the share of the arm's total
         weight held by its largest ``ceil(1%)`` of positive weights (0-1; 0.01 when all
         weights are equal).
+
+    Examples
+    --------
+    >>> weight_summary(compute_weights(e, p["etmi"], trim=(0.05, 0.95)), p["etmi"])
     """
     t = _binary_array(treated, "treated")
     w = _check_weights(weights, len(t), t)
