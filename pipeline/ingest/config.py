@@ -117,7 +117,9 @@ class OutcomeSpec(_Strict):
         sources = [s for s in ("columns", "column", "items") if getattr(self, s) is not None]
         wide_mix = sorted(sources) == ["columns", "items"] and isinstance(self.items, dict)
         if len(sources) != 1 and not wide_mix:
-            raise ValueError(f"give exactly one of columns, column or items (got {sources or 'none'})")
+            raise ValueError(
+                f"give exactly one of columns, column or items (got {sources or 'none'})"
+            )
         if wide_mix and set(self.columns or {}) & set(self.items or {}):
             raise ValueError("a timepoint is mapped both as a total (columns) and as items")
         instrument = get_instrument(self.instrument)

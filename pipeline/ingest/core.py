@@ -212,7 +212,7 @@ def ingest(
         else pc.binary_join_element_wise(ids, pa.array(timepoint[1]), "\x1f")
     )
     _resolve_duplicates(main, key)
-    arm = _assign_arms(main, config)
+    arm = _assign_arms(main, config, ids if timepoint is not None else None)
     if timepoint is not None:
         main.set_rows(timepoint[0] == -1, REASON_CODES["missing_timepoint"])
         main.set_rows(timepoint[0] == -2, REASON_CODES["unknown_timepoint"])
@@ -457,11 +457,24 @@ def _resolve_duplicates(main: _Ledger, key: pa.ChunkedArray) -> None:
     )
 
 
-def _assign_arms(main: _Ledger, config: StudyConfig) -> np.ndarray:
-    """Each row's arm index into ``config.arms.labels`` (row-quarantined when missing or unknown)."""
+def _assign_arms(
+    main: _Ledger, config: StudyConfig, long_ids: pa.ChunkedArray | None
+) -> np.ndarray:
+    """Each row's arm index into ``config.arms.labels`` (row-quarantined when missing or unknown).
+
+    Long layout: a row without an arm takes the arm of the participant's other rows (REDCap
+    exports record the arm on the first event only).
+    """
     spec = config.arms
     labels = main.raw.value_labels.get(spec.column, {})
     index = _label_index(main.text(spec.column), spec.labels, spec.match, labels, "arms.labels")
+    if long_ids is not None:
+        known = pd.Series(np.where(index >= 0, index, np.nan))
+        person = pd.Series(np.asarray(long_ids.to_numpy(zero_copy_only=False), dtype=object))
+        carried = known.groupby(person, sort=False).transform("first").to_numpy()
+        index = np.where(
+            (index == -1) & ~np.isnan(carried), np.nan_to_num(carried, nan=-1), index
+        ).astype(np.int64)
     main.set_rows(index == -1, REASON_CODES["missing_arm"])
     main.set_rows(index == -2, REASON_CODES["unknown_arm"])
     return index
