@@ -32,7 +32,10 @@ MINI_CONFIG: dict[str, Any] = {
     },
     "outcomes": {
         "pain": {"instrument": "nprs", "columns": {"baseline": "p0", "followup": "p1"}},
-        "fear_avoidance": {"instrument": "fabq_pa", "items": {"baseline": ["f1", "f2", "f3", "f4"]}},
+        "fear_avoidance": {
+            "instrument": "fabq_pa",
+            "items": {"baseline": ["f1", "f2", "f3", "f4"]},
+        },
     },
     "sessions": "n_sessions",
     "covariates": {
@@ -42,22 +45,52 @@ MINI_CONFIG: dict[str, Any] = {
     "identifiers": ["email", "dob"],
 }
 
-MINI_COLUMNS = ["pid", "arm", "d0", "d1", "p0", "p1", "f1", "f2", "f3", "f4", "n_sessions", "dob", "sex", "email"]
+MINI_COLUMNS = [
+    "pid",
+    "arm",
+    "d0",
+    "d1",
+    "p0",
+    "p1",
+    "f1",
+    "f2",
+    "f3",
+    "f4",
+    "n_sessions",
+    "dob",
+    "sex",
+    "email",
+]
 
 
 def mini_row(participant: str, **overrides: str) -> dict[str, str]:
     """A valid participant row; keyword arguments replace cells."""
     row = {
-        "pid": participant, "arm": "A", "d0": "2022-01-10", "d1": "2022-03-01", "p0": "6", "p1": "3",
-        "f1": "4", "f2": "3", "f3": "5", "f4": "2", "n_sessions": "5", "dob": "1970-05-01",
-        "sex": "F", "email": f"{participant.lower()}@example.org",
+        "pid": participant,
+        "arm": "A",
+        "d0": "2022-01-10",
+        "d1": "2022-03-01",
+        "p0": "6",
+        "p1": "3",
+        "f1": "4",
+        "f2": "3",
+        "f3": "5",
+        "f4": "2",
+        "n_sessions": "5",
+        "dob": "1970-05-01",
+        "sex": "F",
+        "email": f"{participant.lower()}@example.org",
     }
     row.update(overrides)
     return row
 
 
-def write_study(folder: Path, rows: list[dict[str, str]], config: dict[str, Any] | None = None,
-                columns: list[str] | None = None) -> Path:
+def write_study(
+    folder: Path,
+    rows: list[dict[str, str]],
+    config: dict[str, Any] | None = None,
+    columns: list[str] | None = None,
+) -> Path:
     """Write data.csv and study.yaml into ``folder``; return the study.yaml path."""
     folder.mkdir(parents=True, exist_ok=True)
     columns = columns or MINI_COLUMNS

@@ -11,8 +11,8 @@ import sys
 
 import pandas as pd
 import pytest
-
 from ingest_helpers import MINI_CONFIG, config_with, ingest_folder, mini_row, write_study
+
 from pipeline.errors import ConfigError, InputFileError, UserError
 
 # ---------------------------------------------------------------------------------------------
@@ -73,7 +73,9 @@ def test_ragged_row(tmp_path):
 def test_mapped_column_absent(tmp_path):
     columns = [c for c in __import__("ingest_helpers").MINI_COLUMNS if c != "p1"]
     study = write_study(tmp_path, [mini_row("P1")], columns=columns)
-    with pytest.raises(InputFileError, match=r"column 'p1' \(mapped in study\.yaml\) is not in data\.csv"):
+    with pytest.raises(
+        InputFileError, match=r"column 'p1' \(mapped in study\.yaml\) is not in data\.csv"
+    ):
         ingest_folder(study)
 
 
@@ -101,7 +103,9 @@ def test_study_yaml_unknown_key(tmp_path):
 
 def test_study_yaml_wrong_type(tmp_path):
     study = write_study(tmp_path, [mini_row("P1")], config_with(design="observational"))
-    with pytest.raises(ConfigError, match=r"design: .*'randomised' or 'cohort'.*got 'observational'"):
+    with pytest.raises(
+        ConfigError, match=r"design: .*'randomised' or 'cohort'.*got 'observational'"
+    ):
         ingest_folder(study)
 
 
@@ -116,30 +120,43 @@ def test_study_yaml_missing_field(tmp_path):
 def test_unknown_instrument(tmp_path):
     outcomes = {"pain": {"instrument": "nprs11", "columns": {"baseline": "p0"}}}
     study = write_study(tmp_path, [mini_row("P1")], config_with(outcomes=outcomes))
-    with pytest.raises(ConfigError, match=r"outcomes\.pain\.instrument: unknown instrument 'nprs11'"):
+    with pytest.raises(
+        ConfigError, match=r"outcomes\.pain\.instrument: unknown instrument 'nprs11'"
+    ):
         ingest_folder(study)
 
 
 def test_wrong_number_of_items(tmp_path):
-    outcomes = {"fear_avoidance": {"instrument": "fabq_pa", "items": {"baseline": ["f1", "f2", "f3"]}}}
+    outcomes = {
+        "fear_avoidance": {"instrument": "fabq_pa", "items": {"baseline": ["f1", "f2", "f3"]}}
+    }
     study = write_study(tmp_path, [mini_row("P1")], config_with(outcomes=outcomes))
     with pytest.raises(ConfigError, match=r"fabq_pa' has 4 items, 3 columns given"):
         ingest_folder(study)
 
 
 def test_label_declared_for_two_arms(tmp_path):
-    arms = {"column": "arm", "treatment": "a", "control": "b", "labels": {"a": ["A"], "b": ["B", "a"]}}
+    arms = {
+        "column": "arm",
+        "treatment": "a",
+        "control": "b",
+        "labels": {"a": ["A"], "b": ["B", "a"]},
+    }
     study = write_study(tmp_path, [mini_row("P1")], config_with(arms=arms))
     with pytest.raises(ConfigError, match=r"label 'a' is given for two levels"):
         ingest_folder(study)
 
 
 def test_identifier_column_mapped_as_data(tmp_path):
-    covariates = {**MINI_CONFIG["covariates"], "contact": {"type": "category", "column": "email",
-                                                           "levels": {"x": ["y"]}}}
+    covariates = {
+        **MINI_CONFIG["covariates"],
+        "contact": {"type": "category", "column": "email", "levels": {"x": ["y"]}},
+    }
     config = config_with(covariates=covariates, identifiers=["dob"])
     study = write_study(tmp_path, [mini_row(f"P{i}") for i in range(5)], config)
-    with pytest.raises(ConfigError, match=r"column 'email' is mapped as data but looks like it holds e-mail"):
+    with pytest.raises(
+        ConfigError, match=r"column 'email' is mapped as data but looks like it holds e-mail"
+    ):
         ingest_folder(study)
 
 
@@ -150,8 +167,12 @@ def test_no_valid_rows(tmp_path):
 
 
 def test_xlsx_missing_sheet(tmp_path):
-    pd.DataFrame([mini_row("P1")]).to_excel(tmp_path / "data.xlsx", sheet_name="export", index=False)
-    config = config_with(files=[{"name": "main", "path": "data.xlsx", "format": "xlsx", "sheet": "Sheet9"}])
+    pd.DataFrame([mini_row("P1")]).to_excel(
+        tmp_path / "data.xlsx", sheet_name="export", index=False
+    )
+    config = config_with(
+        files=[{"name": "main", "path": "data.xlsx", "format": "xlsx", "sheet": "Sheet9"}]
+    )
     study = write_study(tmp_path, [mini_row("P1")], config)
     with pytest.raises(InputFileError, match=r"data\.xlsx: no sheet 'Sheet9' \(sheets: export\)"):
         ingest_folder(study)
@@ -168,8 +189,18 @@ def test_corrupt_xlsx(tmp_path):
 def test_fatal_error_through_cli_is_one_line_with_exit_2(tmp_path):
     study = write_study(tmp_path, [mini_row("P1")], config_with(layuot="wide"))
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "ingest", str(study), "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, env={"BACKPAIN_PSEUDONYM_KEY": "k" * 40, "PATH": ""},
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "ingest",
+            str(study),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        env={"BACKPAIN_PSEUDONYM_KEY": "k" * 40, "PATH": ""},
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
@@ -215,7 +246,9 @@ def test_bad_value_is_quarantined_alone(tmp_path, cell, value, reason):
     assert hit["source_row"].tolist() == [1]
     assert cell in hit["message"].iloc[0]
     # the participant's other values are kept
-    pain = result.outcomes[(result.outcomes["outcome"] == "pain") & (result.outcomes["source_row"] == 1)]
+    pain = result.outcomes[
+        (result.outcomes["outcome"] == "pain") & (result.outcomes["source_row"] == 1)
+    ]
     assert len(pain) == (2 if cell not in ("p0",) else 1)
 
 
@@ -235,8 +268,13 @@ def test_bad_row_is_quarantined_whole(tmp_path, overrides, reason):
 
 
 def test_conflicting_duplicates_go_to_quarantine_and_exact_duplicates_collapse(tmp_path):
-    rows = [mini_row("P1"), mini_row("P1"), mini_row("P2", arm="B"), mini_row("P2", arm="B", p0="2"),
-            mini_row("P3")]
+    rows = [
+        mini_row("P1"),
+        mini_row("P1"),
+        mini_row("P2", arm="B"),
+        mini_row("P2", arm="B", p0="2"),
+        mini_row("P3"),
+    ]
     result, q = quarantine_of(tmp_path, rows)
     assert sorted(result.participants["source_row"]) == [1, 5]
     rows_report = result.report["files"]["main"]["rows"]
@@ -246,7 +284,9 @@ def test_conflicting_duplicates_go_to_quarantine_and_exact_duplicates_collapse(t
 
 
 def test_too_many_missing_items(tmp_path):
-    result, q = quarantine_of(tmp_path, [mini_row("P1", f2="", f3=""), mini_row("P2", arm="B", f4="")])
+    result, q = quarantine_of(
+        tmp_path, [mini_row("P1", f2="", f3=""), mini_row("P2", arm="B", f4="")]
+    )
     hits = q[q["reason"] == "too_many_missing_items"]
     assert sorted(hits["column"]) == ["f1", "f4"] and set(hits["source_row"]) == {1}
     fear = result.outcomes[result.outcomes["outcome"] == "fear_avoidance"]
@@ -264,14 +304,23 @@ def test_missing_value_code_is_missing_not_quarantined(tmp_path):
 
 def test_unknown_timepoint_in_long_layout(tmp_path):
     config = config_with(
-        layout="long", timepoint_column="visit",
-        timepoints={"baseline": {"days": 0, "raw": ["v0"]}, "followup": {"days": 42, "raw": ["v1"]}},
+        layout="long",
+        timepoint_column="visit",
+        timepoints={
+            "baseline": {"days": 0, "raw": ["v0"]},
+            "followup": {"days": 42, "raw": ["v1"]},
+        },
         outcomes={"pain": {"instrument": "nprs", "column": "p0"}},
-        covariates={}, sessions=None,
+        covariates={},
+        sessions=None,
     )
     columns = ["pid", "arm", "visit", "p0"]
-    rows = [{"pid": "P1", "arm": "A", "visit": "v0", "p0": "5"}, {"pid": "P1", "arm": "A", "visit": "v9", "p0": "4"},
-            {"pid": "P2", "arm": "B", "visit": "v1", "p0": "3"}, {"pid": "P2", "arm": "A", "visit": "v0", "p0": "3"}]
+    rows = [
+        {"pid": "P1", "arm": "A", "visit": "v0", "p0": "5"},
+        {"pid": "P1", "arm": "A", "visit": "v9", "p0": "4"},
+        {"pid": "P2", "arm": "B", "visit": "v1", "p0": "3"},
+        {"pid": "P2", "arm": "A", "visit": "v0", "p0": "3"},
+    ]
     result = ingest_folder(write_study(tmp_path, rows, config, columns))
     reasons = result.quarantine.set_index("source_row")["reason"].astype(str).to_dict()
     assert reasons == {2: "unknown_timepoint", 3: "inconsistent_arm", 4: "inconsistent_arm"}

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
 from ingest_helpers import TEST_KEY, run_folder
+
 from pipeline.ingest.privacy import pseudonymise
 
 
@@ -54,7 +54,8 @@ def test_participants_by_arm(ingested, truth):
     run, _ = ingested
     expected = truth["defects"]["expected_ingest"]
     assert run.result.report["participants_by_arm"] == {
-        "etmi": expected["participants_etmi"], "usual_care": expected["participants_usual_care"]
+        "etmi": expected["participants_etmi"],
+        "usual_care": expected["participants_usual_care"],
     }
 
 
@@ -71,15 +72,25 @@ def test_value_defects_found_exactly(ingested, truth):
     assert found("not_numeric") == defects["not_numeric_values"]
     assert found("unparseable_date") == defects["unparseable_date_values"]
     # three of four FABQ items blank: the one answered item of each such row is quarantined
-    assert len(values[values["reason"] == "too_many_missing_items"]) == defects["fabq_pa_baseline_three_items_blank"]
-    assert set(values["reason"]) == {"out_of_range", "not_numeric", "unparseable_date", "too_many_missing_items"}
+    assert (
+        len(values[values["reason"] == "too_many_missing_items"])
+        == defects["fabq_pa_baseline_three_items_blank"]
+    )
+    assert set(values["reason"]) == {
+        "out_of_range",
+        "not_numeric",
+        "unparseable_date",
+        "too_many_missing_items",
+    }
 
 
 def test_missing_value_codes_counted(ingested, truth):
     run, _ = ingested
     cells = run.result.report["files"]["patients"]["cells"]
     # codes in rows that were later collapsed or quarantined are counted in the file, not in kept rows
-    assert {k: v for k, v in cells["missing_value_codes"].items() if v} == truth["defects"]["missing_code_values"]
+    assert {k: v for k, v in cells["missing_value_codes"].items() if v} == truth["defects"][
+        "missing_code_values"
+    ]
 
 
 def test_cells_balance_in_every_file(ingested):
@@ -87,7 +98,14 @@ def test_cells_balance_in_every_file(ingested):
     for entry in run.result.report["files"].values():
         cells = entry["cells"]
         assert cells["balanced"]
-        assert cells["in"] == cells["kept"] + cells["missing"] + cells["collapsed"] + cells["filtered"] + cells["quarantined"]
+        assert (
+            cells["in"]
+            == cells["kept"]
+            + cells["missing"]
+            + cells["collapsed"]
+            + cells["filtered"]
+            + cells["quarantined"]
+        )
         for column, counts in cells["by_column"].items():
             assert sum(counts.values()) == entry["rows"]["in"], column
 
@@ -97,9 +115,16 @@ def test_prorated_fabq_scores(ingested, truth):
     fear = run.result.outcomes.query("outcome == 'fear_avoidance' and timepoint == 'baseline'")
     defects = truth["defects"]
     # one blank item, or one item quarantined as out of range: three answered, total prorated
-    prorated = defects["fabq_pa_baseline_one_item_blank"] + defects["out_of_range_values"]["fabq3_baseline"]
+    prorated = (
+        defects["fabq_pa_baseline_one_item_blank"]
+        + defects["out_of_range_values"]["fabq3_baseline"]
+    )
     assert (fear["items_answered"] == 3).sum() == prorated
-    assert len(fear) == defects["expected_ingest"]["participants"] - defects["fabq_pa_baseline_three_items_blank"]
+    assert (
+        len(fear)
+        == defects["expected_ingest"]["participants"]
+        - defects["fabq_pa_baseline_three_items_blank"]
+    )
     assert fear["value"].between(0, 100).all()
     assert np.allclose(fear["value"], fear["raw_value"] * 100 / 24)
 
@@ -116,7 +141,10 @@ def test_days_from_baseline_and_age(ingested, truth):
     discharge = outcomes.query("timepoint == 'discharge' and outcome == 'function'")
     assert (discharge["days"].dropna() >= 7).all()
     # no nominal day for discharge: an unparseable discharge date leaves the day unknown
-    assert discharge["days"].isna().sum() <= truth["defects"]["unparseable_date_values"]["discharge_date"]
+    assert (
+        discharge["days"].isna().sum()
+        <= truth["defects"]["unparseable_date_values"]["discharge_date"]
+    )
     baseline = outcomes.query("timepoint == 'baseline'")
     assert (baseline["days"] == 0).all()
     ages = run.result.participants["age"]
@@ -131,7 +159,9 @@ def test_pseudonyms_are_keyed_and_stable(ingested, raw_export):
     raw_ids = raw_export["patient_id"].iloc[kept_rows]
     expected = pseudonymise(pa.chunked_array([raw_ids.tolist()]), TEST_KEY, "etmi-reference")
     assert (run.result.participants["participant_id"].to_numpy() == expected).all()
-    other = pseudonymise(pa.chunked_array([raw_ids.tolist()]), b"another-key-" * 4, "etmi-reference")
+    other = pseudonymise(
+        pa.chunked_array([raw_ids.tolist()]), b"another-key-" * 4, "etmi-reference"
+    )
     assert not (other == expected).any()
 
 
@@ -149,10 +179,13 @@ def test_no_identifier_value_anywhere_in_processed_data(ingested, raw_export, tr
 
 
 def test_leak_scan_can_fail(tmp_path):
-    pd.DataFrame({"raw_record": ['{"x": "noa.cohen1@example.org"}'], "v": [1]}).to_parquet(tmp_path / "q.parquet")
+    pd.DataFrame({"raw_record": ['{"x": "noa.cohen1@example.org"}'], "v": [1]}).to_parquet(
+        tmp_path / "q.parquet"
+    )
     (tmp_path / "r.json").write_text('{"k": ["Yael Tal"]}')
     assert strings_in_folder(tmp_path) & {"noa.cohen1@example.org", "Yael Tal"} == {
-        "noa.cohen1@example.org", "Yael Tal"
+        "noa.cohen1@example.org",
+        "Yael Tal",
     }
 
 
@@ -204,7 +237,10 @@ def test_quarantine_records_withhold_identifiers_and_dates(ingested):
 def test_outputs_written_and_report_has_provenance(ingested, reference_dir):
     run, out = ingested
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith("unused")) == [
-        "ingest_report.json", "outcomes.parquet", "participants.parquet", "quarantine.parquet"
+        "ingest_report.json",
+        "outcomes.parquet",
+        "participants.parquet",
+        "quarantine.parquet",
     ]
     report = json.loads((out / "ingest_report.json").read_text())
     assert report["synthetic"] is True
@@ -213,7 +249,9 @@ def test_outputs_written_and_report_has_provenance(ingested, reference_dir):
     assert len(provenance["study_yaml_sha256"]) == 64
     assert "statsmodels" in provenance["software"]
     removed = report["identifiers_removed"]
-    assert {"full_name", "email", "phone", "national_id", "date_of_birth"} <= set(removed["patients"])
+    assert {"full_name", "email", "phone", "national_id", "date_of_birth"} <= set(
+        removed["patients"]
+    )
     assert "therapist_name" in removed["therapists"]
 
 
@@ -227,5 +265,10 @@ def test_roster_joined_for_site(ingested):
 def test_same_input_same_bytes(reference_dir, tmp_path, monkeypatch, ingested):
     _, first = ingested
     run_folder(reference_dir / "study.yaml", tmp_path, monkeypatch)
-    for name in ("participants.parquet", "outcomes.parquet", "quarantine.parquet", "ingest_report.json"):
+    for name in (
+        "participants.parquet",
+        "outcomes.parquet",
+        "quarantine.parquet",
+        "ingest_report.json",
+    ):
         assert (tmp_path / name).read_bytes() == (first / name).read_bytes(), name

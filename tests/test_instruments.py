@@ -13,12 +13,25 @@ from hypothesis import strategies as st
 
 from pipeline.instruments import CANONICAL_DOMAINS, get_instrument, load_registry, score_items
 
-REQUIRED = {"foto_lumbar_fs", "odi", "roland_morris", "nprs", "vas_mm", "vas_cm", "vas_unit", "bpi_average",
-            "bpi_severity", "fabq_pa", "fabq_w", "tsk_11", "tsk_17"}
+REQUIRED = {
+    "foto_lumbar_fs",
+    "odi",
+    "roland_morris",
+    "nprs",
+    "vas_mm",
+    "vas_cm",
+    "vas_unit",
+    "bpi_average",
+    "bpi_severity",
+    "fabq_pa",
+    "fabq_w",
+    "tsk_11",
+    "tsk_17",
+}
 
 
 def test_registry_holds_the_required_instruments():
-    assert REQUIRED <= set(load_registry())
+    assert set(load_registry()) >= REQUIRED
     for instrument in load_registry().values():
         assert instrument.mcid_source, instrument.key
         if instrument.items is not None:
@@ -29,18 +42,22 @@ def test_registry_holds_the_required_instruments():
     ("key", "raw", "canonical"),
     [
         ("foto_lumbar_fs", 62, 62),
-        ("odi", 20, 80),              # 100 - 20
+        ("odi", 20, 80),  # 100 - 20
         ("odi", 100, 0),
-        ("roland_morris", 12, 50),    # 100 - 12 * 100 / 24
+        ("roland_morris", 12, 50),  # 100 - 12 * 100 / 24
         ("roland_morris", 6, 75),
         ("nprs", 7, 7),
         ("vas_mm", 45, 4.5),
         ("vas_cm", 4.5, 4.5),
         ("vas_unit", 0.45, 4.5),
-        ("fabq_pa", 12, 50),          # 12 * 100 / 24
-        ("fabq_w", 21, 50),           # 21 * 100 / 42
-        ("tsk_17", 17, 0), ("tsk_17", 68, 100), ("tsk_17", 34, 100 / 3),   # (34 - 17) * 100 / 51
-        ("tsk_11", 11, 0), ("tsk_11", 44, 100), ("tsk_11", 22, 100 / 3),   # (22 - 11) * 100 / 33
+        ("fabq_pa", 12, 50),  # 12 * 100 / 24
+        ("fabq_w", 21, 50),  # 21 * 100 / 42
+        ("tsk_17", 17, 0),
+        ("tsk_17", 68, 100),
+        ("tsk_17", 34, 100 / 3),  # (34 - 17) * 100 / 51
+        ("tsk_11", 11, 0),
+        ("tsk_11", 44, 100),
+        ("tsk_11", 22, 100 / 3),  # (22 - 11) * 100 / 33
     ],
 )
 def test_rescale_hand_worked(key, raw, canonical):
@@ -48,8 +65,16 @@ def test_rescale_hand_worked(key, raw, canonical):
 
 
 @pytest.mark.parametrize(
-    ("key", "mcid"), [("odi", 10), ("roland_morris", 5 * 100 / 24), ("nprs", 2), ("vas_mm", 1.5),
-                      ("fabq_pa", 4 * 100 / 24), ("tsk_11", 4 * 100 / 33), ("foto_lumbar_fs", 5)],
+    ("key", "mcid"),
+    [
+        ("odi", 10),
+        ("roland_morris", 5 * 100 / 24),
+        ("nprs", 2),
+        ("vas_mm", 1.5),
+        ("fabq_pa", 4 * 100 / 24),
+        ("tsk_11", 4 * 100 / 33),
+        ("foto_lumbar_fs", 5),
+    ],
 )
 def test_mcid_on_canonical_scale(key, mcid):
     assert get_instrument(key).mcid_canonical == pytest.approx(mcid)
@@ -88,7 +113,9 @@ def test_bpi_severity_is_the_mean_of_four_items():
 
 
 def test_bpi_interference_needs_four_of_seven():
-    items = np.array([[1, 2, 3, 4, np.nan, np.nan, np.nan], [1, 2, 3, np.nan, np.nan, np.nan, np.nan]])
+    items = np.array(
+        [[1, 2, 3, 4, np.nan, np.nan, np.nan], [1, 2, 3, np.nan, np.nan, np.nan, np.nan]]
+    )
     total, _ = score_items(items, get_instrument("bpi_interference").items)
     assert total[0] == pytest.approx(2.5) and np.isnan(total[1])
 
@@ -123,7 +150,9 @@ def test_rescaling_keeps_order_in_the_declared_direction(key, a, b):
     instrument = get_instrument(key)
     span = instrument.raw_max - instrument.raw_min
     low, high = sorted([a, b])
-    values = instrument.rescale(np.array([instrument.raw_min + low * span, instrument.raw_min + high * span]))
+    values = instrument.rescale(
+        np.array([instrument.raw_min + low * span, instrument.raw_min + high * span])
+    )
     domain_better_up = CANONICAL_DOMAINS[instrument.domain]["higher_is"] == "better"
     raw_better_up = instrument.higher_raw_is == "better"
     if domain_better_up == raw_better_up:
@@ -135,25 +164,40 @@ def test_rescaling_keeps_order_in_the_declared_direction(key, a, b):
 @given(key=instruments, excess=st.floats(min_value=1e-6, max_value=1e6))
 def test_values_outside_the_raw_range_are_flagged(key, excess):
     instrument = get_instrument(key)
-    flags = instrument.in_range(np.array([instrument.raw_min - excess, instrument.raw_max + excess, np.nan]))
+    flags = instrument.in_range(
+        np.array([instrument.raw_min - excess, instrument.raw_max + excess, np.nan])
+    )
     assert flags.tolist() == [False, False, True]
 
 
-@given(key=st.sampled_from([k for k, v in sorted(load_registry().items()) if v.items is not None]),
-       data=st.data())
+@given(
+    key=st.sampled_from([k for k, v in sorted(load_registry().items()) if v.items is not None]),
+    data=st.data(),
+)
 @settings(max_examples=60)
 def test_complete_items_score_within_the_raw_range(key, data):
     scoring = get_instrument(key).items
-    items = np.array([[data.draw(st.integers(int(scoring.item_min), int(scoring.item_max)))
-                       for _ in range(scoring.count)]], dtype=float)
+    items = np.array(
+        [
+            [
+                data.draw(st.integers(int(scoring.item_min), int(scoring.item_max)))
+                for _ in range(scoring.count)
+            ]
+        ],
+        dtype=float,
+    )
     total, answered = score_items(items, scoring)
     instrument = get_instrument(key)
     assert answered[0] == scoring.count
     assert instrument.in_range(total)[0] and not np.isnan(total[0])
 
 
-@given(key=st.sampled_from([k for k, v in sorted(load_registry().items()) if v.items and v.items.max_missing]),
-       data=st.data())
+@given(
+    key=st.sampled_from(
+        [k for k, v in sorted(load_registry().items()) if v.items and v.items.max_missing]
+    ),
+    data=st.data(),
+)
 @settings(max_examples=60)
 def test_prorating_a_constant_response_gives_the_full_score(key, data):
     scoring = get_instrument(key).items

@@ -264,7 +264,9 @@ class TestSyntheticLabels:
 
 class TestParams:
     def test_params_yaml_section_builds_specs(self):
-        section = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())["simulate"]
+        section = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())[
+            "simulate"
+        ]
         study_id, cohort, export = specs_from_params(section)
         assert study_id == "etmi-reference" and cohort.n_patients == 4193
         assert cohort.effect_function == 4.0 and export.missing_code == -99

@@ -95,7 +95,7 @@ def render_summary(run: IngestRun) -> str:
     """A short human-readable account of an ingest run."""
     report: dict[str, Any] = run.result.report
     lines = [f"ingested {run.config.study_id}" + (" (SYNTHETIC)" if run.config.synthetic else "")]
-    for name, entry in report["files"].items():
+    for entry in report["files"].values():
         rows = entry["rows"]
         cells = entry["cells"]
         reasons = ", ".join(f"{k} {v}" for k, v in rows["quarantined_by_reason"].items()) or "none"

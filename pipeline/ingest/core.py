@@ -124,16 +124,18 @@ class _Ledger:
         self.row_status[mask & (self.row_status == KEPT)] = status
 
     def quarantine_cells(
-        self, column: str, mask: np.ndarray, reason: str, detail: np.ndarray | None = None
+        self, column: str, mask: np.ndarray, reason: str, detail: str | np.ndarray | None = None
     ) -> None:
         """Quarantine the cells of ``column`` in ``mask`` (kept rows only), with an optional detail text."""
         mask = mask & self.kept & (self.cells[column] == KEPT)
         if mask.any():
             self.cells[column][mask] = REASON_CODES[reason]
             rows = np.flatnonzero(mask)
-            self.quarantine.append(
-                (rows, column, REASON_CODES[reason], None if detail is None else detail[rows])
-            )
+            if isinstance(detail, str):
+                detail_rows: np.ndarray | None = np.full(len(rows), detail, dtype=object)
+            else:
+                detail_rows = None if detail is None else detail[rows]
+            self.quarantine.append((rows, column, REASON_CODES[reason], detail_rows))
 
     def mark_missing(self, column: str, mask: np.ndarray) -> None:
         self.cells[column][mask & (self.cells[column] == KEPT)] = MISSING
@@ -249,8 +251,9 @@ def ingest(
         raise InputFileError(
             f"{main.raw.path}: no valid rows (all {main.raw.num_rows} rows were filtered or quarantined)"
         )
-    pseudonyms = np.full(main.raw.num_rows, None, dtype=object)
-    pseudonyms[_valid(ids)] = pseudonymise(pc.drop_null(ids))
+    pseudonym_values = np.full(main.raw.num_rows, None, dtype=object)
+    pseudonym_values[_valid(ids)] = pseudonymise(pc.drop_null(ids))
+    pseudonyms = pa.array(pseudonym_values, type=pa.string())
     participants = _participants(
         config, main, pseudonyms, arm, site, therapist, covariates, sessions, ledgers
     )
@@ -361,8 +364,16 @@ def _numeric_variants(codes: list[Any]) -> set[str]:
     return out
 
 
-def normalise_array(values: pa.ChunkedArray) -> pa.ChunkedArray:
+def normalise_array(values: pa.ChunkedArray) -> pa.Array:
     """Vectorised :func:`pipeline.ingest.readers.normalise_label` (same rules, same results)."""
+    distinct, index = _per_distinct_value(values)
+    if len(distinct) == 0:
+        return pa.nulls(len(index), pa.string())
+    taken = _normalise_distinct(distinct).take(pa.array(np.where(index >= 0, index, 0)))
+    return pc.if_else(pa.array(index >= 0), taken, pa.scalar(None, pa.string()))
+
+
+def _normalise_distinct(values: pa.Array) -> pa.Array:
     text = pc.utf8_lower(pc.utf8_trim_whitespace(values))
     is_number = pc.match_substring_regex(text, NUMBER_LABEL)
     number = pc.replace_substring_regex(text, r"^\+", "")
@@ -525,6 +536,71 @@ def _mask(n: int, positions: np.ndarray) -> np.ndarray:
 # Values
 
 
+def _per_distinct_value(text: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
+    """The distinct values of a column and each row's index into them (-1 = null).
+
+    Exports repeat a few values (scores, labels, visit dates) over many rows; parsing the
+    distinct values once and indexing back is much faster than parsing every row.
+    """
+    encoded = pc.dictionary_encode(text)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = (
+            pa.chunked_array(encoded.chunks, type=encoded.type)
+            .unify_dictionaries()
+            .combine_chunks()
+        )
+    indices = np.asarray(encoded.indices.fill_null(-1), dtype=np.int64)
+    return encoded.dictionary, indices
+
+
+def parse_numbers(text: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """Numbers from text: (values with NaN for blank or not numeric, mask of numeric cells)."""
+    distinct, index = _per_distinct_value(text)
+    numeric = np.asarray(
+        pc.fill_null(pc.match_substring_regex(distinct, _NUMBER), False), dtype=bool
+    )
+    values = pc.cast(
+        pc.if_else(pa.array(numeric), distinct, pa.scalar(None, pa.string())), pa.float64()
+    )
+    values = np.append(np.asarray(values.to_numpy(zero_copy_only=False), dtype=float), np.nan)
+    numeric = np.append(numeric, False)
+    return values[index], numeric[index]
+
+
+def parse_dates(text: pa.ChunkedArray, date_format: str) -> np.ndarray:
+    """Dates from text as datetime64[D] (parsed once per distinct value, see :func:`_parse_date_values`)."""
+    distinct, index = _per_distinct_value(text)
+    dates = np.append(
+        _parse_date_values(pa.chunked_array([distinct]), date_format), np.datetime64("NaT")
+    )
+    return dates[index]
+
+
+def _parse_date_values(text: pa.ChunkedArray, date_format: str) -> np.ndarray:
+    """Dates from text as datetime64[D]; NaT where missing or not a real date in ``date_format``.
+
+    Arrow parses fast but rolls impossible days over (2022-02-30 -> 2022-03-02), so each value
+    must print back to itself; the few that do not (not zero-padded, or impossible) are
+    re-checked by pandas, which rejects impossible dates.
+    """
+    parsed = pc.strptime(text, format=date_format, unit="s", error_is_null=True)
+    round_trip = pc.equal(pc.strftime(parsed, format=date_format), text)
+    dates = np.asarray(
+        pc.cast(parsed, pa.date32()).to_numpy(zero_copy_only=False), dtype="datetime64[D]"
+    )
+    recheck = np.flatnonzero(
+        _valid(text) & ~np.asarray(pc.fill_null(round_trip, False), dtype=bool)
+    )
+    if len(recheck):
+        subset = pd.Series(
+            text.take(pa.array(recheck)).to_numpy(zero_copy_only=False), dtype=object
+        )
+        dates[recheck] = pd.to_datetime(subset, format=date_format, errors="coerce").to_numpy(
+            dtype="datetime64[D]"
+        )
+    return dates
+
+
 class _Parsed:
     """Parses mapped columns once, marks their cells, and aligns values with the main rows."""
 
@@ -553,26 +629,20 @@ class _Parsed:
         if name not in self._numbers:
             text = ledger.text(name)
             present = _valid(text)
-            numeric = np.asarray(
-                pc.fill_null(pc.match_substring_regex(text, _NUMBER), False), dtype=bool
-            )
-            values = pc.cast(
-                pc.if_else(pa.array(numeric), text, pa.scalar(None, pa.string())), pa.float64()
-            )
-            values = np.asarray(values.to_numpy(zero_copy_only=False), dtype=float)
+            values, numeric = parse_numbers(text)
             ledger.mark_missing(name, ~present)
             ledger.quarantine_cells(name, present & ~numeric, "not_numeric")
             self._numbers[name] = values
         return self._align(self._numbers[name], index, np.nan)
 
     def restrict(
-        self, name: str, bad: np.ndarray, reason: str, detail: np.ndarray | None = None
+        self, name: str, bad: np.ndarray, reason: str, detail: str | np.ndarray | None = None
     ) -> None:
         """Quarantine cells of ``name`` where ``bad`` (main-aligned) and forget their values."""
         ledger, index = self._column(name)
         owner_bad = bad if index is None else _mask(ledger.raw.num_rows, index[bad & (index >= 0)])
         owner_detail = detail
-        if detail is not None and index is not None:
+        if isinstance(detail, np.ndarray) and index is not None:
             owner_detail = np.full(ledger.raw.num_rows, "", dtype=object)
             owner_detail[index[bad & (index >= 0)]] = detail[bad & (index >= 0)]
         ledger.quarantine_cells(name, owner_bad, reason, owner_detail)
@@ -587,11 +657,7 @@ class _Parsed:
         if name not in self._dates:
             text = ledger.text(name)
             present = _valid(text)
-            parsed = pd.to_datetime(
-                pd.Series(text.to_numpy(zero_copy_only=False), dtype=object),
-                format=self._date_format,
-                errors="coerce",
-            ).to_numpy(dtype="datetime64[D]")
+            parsed = parse_dates(text, self._date_format)
             bad = present & np.isnat(parsed)
             ledger.mark_missing(name, ~present)
             ledger.quarantine_cells(name, bad, "unparseable_date")
@@ -626,8 +692,8 @@ def _outcome_values(
     parsed: _Parsed,
     timepoint: tuple[np.ndarray, list[str | None]] | None,
     days: dict[str, np.ndarray],
-) -> pd.DataFrame:
-    """Raw and canonical values of one outcome at each timepoint (rows of the main file)."""
+) -> list[dict[str, Any]]:
+    """Raw and canonical values of one outcome, per timepoint, where present (main-file rows)."""
     instrument = get_instrument(spec.instrument)
     if config.layout == "wide":
         sources = {**(spec.columns or {}), **(spec.items or {})}
@@ -646,31 +712,30 @@ def _outcome_values(
             raw = parsed.numbers(source)
             answered = np.full(len(raw), np.nan)
             bad = ~instrument.in_range(raw)
-            parsed.restrict(source, bad, "out_of_range", _range_detail(raw, instrument))
+            parsed.restrict(source, bad, "out_of_range", _range_detail(instrument))
             raw = np.where(bad, np.nan, raw)
         if label is None:  # long layout: the row's own timepoint
             labels = np.array([*config.timepoints, None, None], dtype=object)[timepoint[0]]
             day_values = nominal_days[timepoint[0]]
         else:
-            labels = np.full(len(raw), label, dtype=object)
+            labels = label
             position = list(config.timepoints).index(label)
             day_values = days.get(label, np.full(len(raw), nominal_days[position]))
+        keep = ~np.isnan(raw)
         frames.append(
-            pd.DataFrame(
-                {
-                    "row": np.arange(len(raw)),
-                    "outcome": name,
-                    "domain": spec.resolved_domain,
-                    "instrument": instrument.key,
-                    "timepoint": labels,
-                    "days": day_values,
-                    "raw_value": raw,
-                    "value": instrument.rescale(raw),
-                    "items_answered": answered,
-                }
-            )
+            {
+                "row": np.flatnonzero(keep),
+                "outcome": name,
+                "domain": spec.resolved_domain,
+                "instrument": instrument.key,
+                "timepoint": labels if isinstance(labels, str) else labels[keep],
+                "days": np.asarray(day_values, dtype=float)[keep],
+                "raw_value": raw[keep],
+                "value": instrument.rescale(raw[keep]),
+                "items_answered": answered[keep],
+            }
         )
-    return pd.concat(frames, ignore_index=True)
+    return frames
 
 
 def _score(
@@ -682,16 +747,8 @@ def _score(
     for j, column in enumerate(columns):
         value = items[:, j]
         bad = ~np.isnan(value) & ((value < scoring.item_min) | (value > scoring.item_max))
-        detail = np.array(
-            [
-                f"item value {value_:g} outside {scoring.item_min:g}-{scoring.item_max:g}"
-                for value_ in value[bad]
-            ],
-            dtype=object,
-        )
-        full_detail = np.full(len(value), "", dtype=object)
-        full_detail[bad] = detail
-        parsed.restrict(column, bad, "out_of_range", full_detail)
+        detail = f"items of {instrument.key} range {scoring.item_min:g}-{scoring.item_max:g}"
+        parsed.restrict(column, bad, "out_of_range", detail)
         items[bad, j] = np.nan
     total, answered = score_items(items, scoring)
     unscorable = np.isnan(total) & (answered > 0)
@@ -701,22 +758,13 @@ def _score(
             column,
             unscorable & present,
             "too_many_missing_items",
-            np.full(
-                len(total),
-                f"{name}: {scoring.count - scoring.max_missing} of {scoring.count} items needed",
-                dtype=object,
-            ),
+            f"{name}: {scoring.count - scoring.max_missing} of {scoring.count} items needed",
         )
     return total, answered.astype(float)
 
 
-def _range_detail(raw: np.ndarray, instrument: Any) -> np.ndarray:
-    detail = np.full(len(raw), "", dtype=object)
-    bad = ~instrument.in_range(raw)
-    detail[bad] = (
-        f"valid range of {instrument.key} is {instrument.raw_min:g}-{instrument.raw_max:g}"
-    )
-    return detail
+def _range_detail(instrument: Any) -> str:
+    return f"valid range of {instrument.key} is {instrument.raw_min:g}-{instrument.raw_max:g}"
 
 
 def _days_from_baseline(config: StudyConfig, parsed: _Parsed, n: int) -> dict[str, np.ndarray]:
@@ -738,7 +786,7 @@ def _days_from_baseline(config: StudyConfig, parsed: _Parsed, n: int) -> dict[st
             tp.date_column,
             before,
             "impossible_date",
-            np.full(n, f"visit date before the {baseline[0]} date", dtype=object),
+            f"visit date before the {baseline[0]} date",
         )
         days[before] = np.nan
         out[label] = np.where(np.isnan(days), nominal, days)
@@ -758,7 +806,7 @@ def _covariate(
                 spec.column,
                 bad,
                 "out_of_range",
-                np.full(len(values), f"valid range of {name} is {low:g}-{high:g}", dtype=object),
+                f"valid range of {name} is {low:g}-{high:g}",
             )
             values = np.where(bad, np.nan, values)
         return values
@@ -777,7 +825,7 @@ def _covariate(
             spec.birth_date,
             bad,
             "impossible_date",
-            np.full(len(age), f"age at {spec.at} outside {low:g}-{high:g} years", dtype=object),
+            f"age at {spec.at} outside {low:g}-{high:g} years",
         )
         return np.where(bad, np.nan, np.round(age, 2))
     # any_of: yes when any is yes; no when all are known no; otherwise missing
@@ -795,7 +843,7 @@ def _sessions(spec: CountSpec, parsed: _Parsed) -> np.ndarray:
         spec.column,
         out,
         "out_of_range",
-        np.full(len(values), f"valid range of sessions is {low:g}-{high:g}", dtype=object),
+        f"valid range of sessions is {low:g}-{high:g}",
     )
     fractional = ~np.isnan(values) & ~out & (np.mod(values, 1) != 0)
     parsed.restrict(spec.column, fractional, "not_integer")
@@ -809,88 +857,109 @@ def _sessions(spec: CountSpec, parsed: _Parsed) -> np.ndarray:
 def _participants(
     config, main, pseudonyms, arm, site, therapist, covariates, sessions, ledgers
 ) -> pd.DataFrame:
-    kept = main.kept
-    arms = np.array([*config.arms.labels, None, None], dtype=object)
-    frame = pd.DataFrame(
-        {
-            "study_id": config.study_id,
-            "participant_id": pseudonyms,
-            "arm": arms[arm],
-            "site": site if site is not None else None,
-            "therapist": therapist if therapist is not None else None,
-            **{name: values for name, values in covariates.items()},
-            "sessions": sessions if sessions is not None else np.nan,
-            "source_file": main.raw.path.name,
-            "source_row": np.arange(1, main.raw.num_rows + 1),
-        }
-    )
-    quarantined_per_row = np.zeros(main.raw.num_rows, dtype=np.int64)
+    """One row per kept participant; labels as categoricals in declared order, ids as Arrow strings."""
+    n = main.raw.num_rows
+    arms = list(config.arms.labels)
+    columns: dict[str, Any] = {
+        "study_id": _constant_category(config.study_id, n),
+        "participant_id": _arrow_strings(pseudonyms),
+        "arm": pd.Categorical.from_codes(np.where(arm >= 0, arm, -1), categories=arms),
+        "site": pd.Categorical(site if site is not None else np.full(n, None, dtype=object)),
+        "therapist": pd.Categorical(
+            therapist if therapist is not None else np.full(n, None, dtype=object)
+        ),
+    }
+    for name, spec in config.covariates.items():
+        if spec.type == "any_of":
+            columns[name] = pd.Categorical(covariates[name], categories=["yes", "no"])
+        elif spec.type in ("category", "binary"):
+            columns[name] = pd.Categorical(covariates[name], categories=list(spec.levels or {}))
+        else:
+            columns[name] = np.asarray(covariates[name], dtype=float)
+    quarantined_per_row = np.zeros(n, dtype=np.int64)
     for rows, _column, _code, _detail in main.quarantine:
         np.add.at(quarantined_per_row, rows, 1)
-    frame["n_values_quarantined"] = quarantined_per_row
-    frame = frame[kept]
+    columns |= {
+        "sessions": sessions if sessions is not None else np.full(n, np.nan),
+        "n_values_quarantined": quarantined_per_row,
+        "source_file": _constant_category(main.raw.path.name, n),
+        "source_row": np.arange(1, n + 1),
+    }
+    frame = pd.DataFrame(columns)[main.kept]
     if config.layout == "long":  # one row per participant: first non-missing value in file order
-        first = frame.groupby("participant_id", sort=False).first()
-        counts = frame.groupby("participant_id", sort=False)["n_values_quarantined"].sum()
-        frame = first.assign(n_values_quarantined=counts).reset_index()
-    frame = frame.astype(
-        {
-            "site": "string",
-            "therapist": "string",
-            "arm": "string",
-            "study_id": "string",
-            "participant_id": "string",
-            "source_file": "string",
-        }
-    )
-    for name, spec in config.covariates.items():
-        if spec.type in ("category", "binary", "any_of"):
-            frame[name] = frame[name].astype("string")
-        else:
-            frame[name] = frame[name].astype(float)
+        grouped = frame.groupby("participant_id", sort=False, observed=True)
+        counts = grouped["n_values_quarantined"].sum()
+        frame = grouped.first().assign(n_values_quarantined=counts).reset_index()
+        frame["participant_id"] = frame["participant_id"].astype("string[pyarrow]")
     return frame.reset_index(drop=True)
 
 
 def _outcomes_table(config, main, pseudonyms, frames) -> pd.DataFrame:
-    values = pd.concat(frames, ignore_index=True)
-    values = values[main.kept[values["row"].to_numpy()] & values["value"].notna()]
-    values = values.assign(
-        study_id=config.study_id,
-        participant_id=pseudonyms[values["row"].to_numpy()],
-        source_file=main.raw.path.name,
-        source_row=values["row"].to_numpy() + 1,
+    """The long outcomes table, ordered by outcome, timepoint and source row as declared."""
+    entries = [entry for per_outcome in frames for entry in per_outcome]
+    outcome_names = list(config.outcomes)
+    timepoints = list(config.timepoints)
+    sizes = [len(e["row"]) for e in entries]
+    row = np.concatenate([e["row"] for e in entries])
+    outcome_code = np.repeat([outcome_names.index(e["outcome"]) for e in entries], sizes)
+    timepoint_code = np.concatenate(
+        [
+            np.full(size, timepoints.index(e["timepoint"]))
+            if isinstance(e["timepoint"], str)
+            else pd.Categorical(e["timepoint"], categories=timepoints).codes
+            for e, size in zip(entries, sizes, strict=True)
+        ]
     )
-    order = [
-        "study_id",
-        "participant_id",
-        "outcome",
-        "domain",
-        "instrument",
-        "timepoint",
-        "days",
-        "raw_value",
-        "value",
-        "items_answered",
-        "source_file",
-        "source_row",
-    ]
-    out = (
-        values[order]
-        .sort_values(["source_row", "outcome", "days"], kind="stable")
-        .reset_index(drop=True)
+    columns = {
+        k: np.concatenate([e[k] for e in entries])
+        for k in ("days", "raw_value", "value", "items_answered")
+    }
+    pick = np.flatnonzero(main.kept[row])
+    if config.layout == "long":  # rows of one outcome hold several timepoints: sort them
+        pick = pick[np.lexsort((row[pick], timepoint_code[pick], outcome_code[pick]))]
+    row, outcome_code, timepoint_code = row[pick], outcome_code[pick], timepoint_code[pick]
+    instruments = sorted({config.outcomes[o].instrument for o in outcome_names})
+    domains = sorted({config.outcomes[o].resolved_domain for o in outcome_names})
+    instrument_code = np.array(
+        [instruments.index(config.outcomes[o].instrument) for o in outcome_names]
     )
-    return out.astype(
+    domain_code = np.array(
+        [domains.index(config.outcomes[o].resolved_domain) for o in outcome_names]
+    )
+    n = len(row)
+    return pd.DataFrame(
         {
-            "study_id": "string",
-            "participant_id": "string",
-            "outcome": "string",
-            "domain": "string",
-            "instrument": "string",
-            "timepoint": "string",
-            "source_file": "string",
-            "items_answered": "Int64",
+            "study_id": _constant_category(config.study_id, n),
+            "participant_id": _arrow_strings(pseudonyms.take(pa.array(row))),
+            "outcome": pd.Categorical.from_codes(outcome_code, categories=outcome_names),
+            "domain": pd.Categorical.from_codes(domain_code[outcome_code], categories=domains),
+            "instrument": pd.Categorical.from_codes(
+                instrument_code[outcome_code], categories=instruments
+            ),
+            "timepoint": pd.Categorical.from_codes(timepoint_code, categories=timepoints),
+            "days": columns["days"][pick],
+            "raw_value": columns["raw_value"][pick],
+            "value": columns["value"][pick],
+            "items_answered": _nullable_int(columns["items_answered"][pick]),
+            "source_file": _constant_category(main.raw.path.name, n),
+            "source_row": row + 1,
         }
     )
+
+
+def _nullable_int(values: np.ndarray) -> pd.arrays.IntegerArray:
+    missing = np.isnan(values)
+    return pd.arrays.IntegerArray(np.where(missing, 0, values).astype(np.int64), mask=missing)
+
+
+def _constant_category(value: str, n: int) -> pd.Categorical:
+    return pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[value])
+
+
+def _arrow_strings(values: pa.Array | pa.ChunkedArray) -> pd.arrays.ArrowStringArray:
+    """Arrow-backed pandas strings (no Python objects: fast and small for a million ids)."""
+    chunked = values if isinstance(values, pa.ChunkedArray) else pa.chunked_array([values])
+    return pd.arrays.ArrowStringArray(chunked)
 
 
 def _quarantine_table(config, ledgers, pseudonyms, owners) -> pd.DataFrame:
@@ -925,7 +994,7 @@ def _quarantine_table(config, ledgers, pseudonyms, owners) -> pd.DataFrame:
         if not pieces:
             continue
         q = pd.concat(pieces, ignore_index=True)
-        q["column"] = q["column"].map(lambda c: ledger.physical.get(c, c))
+        q["column"] = q["column"].map(ledger.physical).fillna(q["column"])
         subset = (
             ledger.raw.table.take(pa.array(q["row"].to_numpy()))
             .select([c for c in record_columns if c in ledger.raw.table.column_names])
@@ -958,7 +1027,13 @@ def _quarantine_table(config, ledgers, pseudonyms, owners) -> pd.DataFrame:
                 {
                     "source_file": ledger.raw.path.name,
                     "source_row": q["row"].to_numpy() + 1,
-                    "participant_id": pseudonyms[q["row"].to_numpy()] if is_main else None,
+                    "participant_id": (
+                        pseudonyms.take(pa.array(q["row"].to_numpy())).to_numpy(
+                            zero_copy_only=False
+                        )
+                        if is_main
+                        else None
+                    ),
                     "column": q["column"],
                     "raw_value": raw_value,
                     "reason": reason,
@@ -1012,7 +1087,7 @@ def _report(
     for name, ledger in ledgers.items():
         status = ledger.row_status
         rows = {
-            "in": int(len(status)),
+            "in": len(status),
             "kept": int((status == KEPT).sum()),
             "collapsed": int((status == COLLAPSED).sum()),
             "filtered": int((status == FILTERED).sum()),
@@ -1044,7 +1119,7 @@ def _report(
             for key in ("kept", "missing", "collapsed", "filtered"):
                 cells[key] += by_code.get(key, 0)
             q_codes = final[final >= 10]
-            cells["quarantined"] += int(len(q_codes))
+            cells["quarantined"] += len(q_codes)
             for reason, n in _count_codes(q_codes).items():
                 cells["quarantined_by_reason"][reason] = (
                     cells["quarantined_by_reason"].get(reason, 0) + n
@@ -1061,18 +1136,18 @@ def _report(
             files[name]["join"] = {
                 "main_rows_without_match": int((keys_present & (index < 0)).sum())
             }
-    counts = outcomes.groupby(["outcome", "timepoint"], sort=True).size()
+    counts = outcomes.groupby(["outcome", "timepoint"], sort=True, observed=True).size()
     return {
         "study_id": config.study_id,
         "synthetic": config.synthetic,
         "design": config.design,
         "files": files,
-        "participants": int(len(participants)),
+        "participants": len(participants),
         "participants_by_arm": {
             str(k): int(v) for k, v in participants["arm"].value_counts().sort_index().items()
         },
         "outcome_values": {f"{o}@{t}": int(n) for (o, t), n in counts.items()},
-        "quarantine_rows": int(len(quarantine)),
+        "quarantine_rows": len(quarantine),
         "domains": sorted(
             {spec.resolved_domain for spec in config.outcomes.values()} & set(CANONICAL_DOMAINS)
         ),

@@ -159,7 +159,7 @@ def _read_delimited(path: Path, delimiter: str, encoding: str) -> pa.Table:
     try:
         return pa_csv.read_csv(
             path,
-            read_options=pa_csv.ReadOptions(encoding=encoding, block_size=1 << 24),
+            read_options=pa_csv.ReadOptions(encoding=_arrow_encoding(encoding), block_size=1 << 24),
             parse_options=pa_csv.ParseOptions(delimiter=delimiter),
             convert_options=pa_csv.ConvertOptions(
                 column_types={name: pa.string() for name in header},
@@ -173,6 +173,11 @@ def _read_delimited(path: Path, delimiter: str, encoding: str) -> pa.Table:
         if "decode" in message.lower() or isinstance(exc, UnicodeDecodeError):
             message = f"text is not valid {encoding} (set files.<name>.encoding in study.yaml)"
         raise InputFileError(f"{path}: cannot parse as delimited text: {message}") from None
+
+
+def _arrow_encoding(encoding: str) -> str:
+    """Arrow reads UTF-8 natively only when told 'utf8'; other spellings go through a slow transcoder."""
+    return "utf8" if encoding.lower().replace("-", "").replace("_", "") == "utf8" else encoding
 
 
 def _read_header(path: Path, delimiter: str, encoding: str) -> list[str]:

@@ -7,6 +7,7 @@ A failure here is a bug in the pipeline, not a user mistake, and stops the stage
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
@@ -17,20 +18,24 @@ _PSEUDONYM = r"^p[0-9a-f]{20}$"
 
 
 def _within_domain(frame: pd.DataFrame) -> pd.Series:
-    low = frame["domain"].map(lambda d: CANONICAL_DOMAINS.get(d, {}).get("min", -float("inf")))
-    high = frame["domain"].map(lambda d: CANONICAL_DOMAINS.get(d, {}).get("max", float("inf")))
-    return (frame["value"] >= low.astype(float) - 1e-9) & (
-        frame["value"] <= high.astype(float) + 1e-9
-    )
+    """Each canonical value lies within its domain's scale (vectorised over the domain codes)."""
+    domain = frame["domain"].astype("category")
+    categories = domain.cat.categories
+    lows = np.array([CANONICAL_DOMAINS.get(d, {}).get("min", -np.inf) for d in categories], float)
+    highs = np.array([CANONICAL_DOMAINS.get(d, {}).get("max", np.inf) for d in categories], float)
+    codes = domain.cat.codes.to_numpy()
+    value = frame["value"].to_numpy()
+    inside = (value >= lows[codes] - 1e-9) & (value <= highs[codes] + 1e-9)
+    return pd.Series(inside, index=frame.index)
 
 
 PARTICIPANTS = pa.DataFrameSchema(
     {
-        "study_id": pa.Column("string", nullable=False),
+        "study_id": pa.Column("category", nullable=False),
         "participant_id": pa.Column(
-            "string", pa.Check.str_matches(_PSEUDONYM), nullable=False, unique=True
+            "string[pyarrow]", pa.Check.str_matches(_PSEUDONYM), nullable=False, unique=True
         ),
-        "arm": pa.Column("string", nullable=False),
+        "arm": pa.Column("category", nullable=False),
         "sessions": pa.Column(float, pa.Check.ge(0), nullable=True),
         "n_values_quarantined": pa.Column(int, pa.Check.ge(0)),
         "source_row": pa.Column(int, pa.Check.ge(1)),
@@ -41,12 +46,14 @@ PARTICIPANTS = pa.DataFrameSchema(
 
 OUTCOMES = pa.DataFrameSchema(
     {
-        "study_id": pa.Column("string", nullable=False),
-        "participant_id": pa.Column("string", pa.Check.str_matches(_PSEUDONYM), nullable=False),
-        "outcome": pa.Column("string", nullable=False),
-        "domain": pa.Column("string", nullable=False),
-        "instrument": pa.Column("string", pa.Check.isin(sorted(load_registry())), nullable=False),
-        "timepoint": pa.Column("string", nullable=False),
+        "study_id": pa.Column("category", nullable=False),
+        "participant_id": pa.Column(
+            "string[pyarrow]", pa.Check.str_matches(_PSEUDONYM), nullable=False
+        ),
+        "outcome": pa.Column("category", nullable=False),
+        "domain": pa.Column("category", nullable=False),
+        "instrument": pa.Column("category", pa.Check.isin(sorted(load_registry())), nullable=False),
+        "timepoint": pa.Column("category", nullable=False),
         "days": pa.Column(float, nullable=True),
         "raw_value": pa.Column(float, nullable=False),
         "value": pa.Column(float, nullable=False),
