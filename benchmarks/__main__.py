@@ -10,7 +10,9 @@ from pathlib import Path
 
 def main(selected: list[str]) -> None:
     names = sorted(
-        m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]) if m.name.startswith("bench_")
+        m.name
+        for m in pkgutil.iter_modules([str(Path(__file__).parent)])
+        if m.name.startswith("bench_")
     )
     for name in names:
         if selected and name.removeprefix("bench_") not in selected and name not in selected:

@@ -21,15 +21,33 @@ BARE_READ = "import sys, pyarrow.csv as c; t = c.read_csv(sys.argv[1]); print(t.
 def run() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         study = Path(tmp) / "study"
-        run_measured([sys.executable, "-m", "pipeline.cli", "simulate", "--n-patients", str(N_PATIENTS),
-                      "--out", str(study)])
+        run_measured(
+            [
+                sys.executable,
+                "-m",
+                "pipeline.cli",
+                "simulate",
+                "--n-patients",
+                str(N_PATIENTS),
+                "--out",
+                str(study),
+            ]
+        )
         csv = study / "patients.csv"
         size_mib = csv.stat().st_size / 2**20
         bare = run_measured([sys.executable, "-c", BARE_READ, str(csv)])
         env = {**os.environ, "BACKPAIN_PSEUDONYM_KEY": "benchmark-key-" + "0" * 32}
         ingest = run_measured(
-            [sys.executable, "-m", "pipeline.cli", "ingest", str(study / "study.yaml"), "--out",
-             str(Path(tmp) / "processed"), "--quiet"],
+            [
+                sys.executable,
+                "-m",
+                "pipeline.cli",
+                "ingest",
+                str(study / "study.yaml"),
+                "--out",
+                str(Path(tmp) / "processed"),
+                "--quiet",
+            ],
             env=env,
         )
     results = {

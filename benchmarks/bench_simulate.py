@@ -15,8 +15,16 @@ def run() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "study"
         measured = run_measured(
-            [sys.executable, "-m", "pipeline.cli", "simulate", "--n-patients", str(N_PATIENTS),
-             "--out", str(out)]
+            [
+                sys.executable,
+                "-m",
+                "pipeline.cli",
+                "simulate",
+                "--n-patients",
+                str(N_PATIENTS),
+                "--out",
+                str(out),
+            ]
         )
         size_mb = (out / "patients.csv").stat().st_size / 1e6
     results = {"n_patients": N_PATIENTS, "csv_mb": round(size_mb, 1), **measured}

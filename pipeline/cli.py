@@ -75,6 +75,44 @@ def _run_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_analyse(args: argparse.Namespace) -> int:
+    from pipeline.analysis.analyse import run_analyse
+    from pipeline.params import load_section
+
+    started = time.perf_counter()
+    analysis = run_analyse(args.study, load_section("analyse", args.params), args.processed_root)
+    estimates = analysis.estimates
+    primary = estimates[estimates["is_primary"]]
+    print(
+        f"analysed {args.study}: {estimates['comparison_id'].nunique()} comparisons, {len(estimates)} estimates "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
+    for _, row in primary.iterrows():
+        print(
+            f"  {row['comparison_id']}: {row['method']} {row['effect_measure']} {row['estimate']:.2f} "
+            f"({row['ci_low']:.2f} to {row['ci_high']:.2f})"
+        )
+    not_converged = int((~estimates["converged"].astype(bool)).sum())
+    if not_converged:
+        print(
+            f"  {not_converged} estimate(s) flagged as not converged or not fitted; see the warning column"
+        )
+    return 0
+
+
+def _run_meta(args: argparse.Namespace) -> int:
+    from pipeline.analysis.analyse import run_meta
+    from pipeline.params import load_section
+
+    pooled = run_meta(load_section("analyse", args.params), args.processed_root)
+    for _, row in pooled[pooled["method"] == "meta_reml"].iterrows():
+        print(
+            f"meta-analysis {row['meta_id']}: {row['effect_measure']} {row['estimate']:.2f} "
+            f"({row['ci_low']:.2f} to {row['ci_high']:.2f}), I2 {row['i2']:.0f}%, k = {int(row['k'])}"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``backpain`` and its sub-commands."""
     parser = argparse.ArgumentParser(
@@ -171,7 +209,29 @@ def build_parser() -> argparse.ArgumentParser:
             type=Path,
             help="parameter file (default: %(default)s)",
         )
-        sub.set_defaults(handler=_not_yet(name))
+        sub.add_argument(
+            "--processed-root",
+            default=Path("data/processed"),
+            type=Path,
+            help="folder holding data/processed/<study>/ (default: %(default)s)",
+        )
+        sub.set_defaults(handler=_run_analyse if name == "analyse" else _not_yet(name))
+    meta = commands.add_parser(
+        "meta",
+        help="random-effects meta-analyses of the same comparison across studies",
+        description="Pool the comparisons declared under analyse.meta in PARAMS across studies "
+        "(DerSimonian-Laird, REML, Paule-Mandel) into data/processed/meta/.",
+    )
+    meta.add_argument(
+        "--params", default="params.yaml", type=Path, help="parameter file (default: %(default)s)"
+    )
+    meta.add_argument(
+        "--processed-root",
+        default=Path("data/processed"),
+        type=Path,
+        help="folder holding data/processed/<study>/ (default: %(default)s)",
+    )
+    meta.set_defaults(handler=_run_meta)
     return parser
 
 

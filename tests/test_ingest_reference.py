@@ -235,7 +235,7 @@ def test_quarantine_records_withhold_identifiers_and_dates(ingested):
 
 
 def test_outputs_written_and_report_has_provenance(ingested, reference_dir):
-    run, out = ingested
+    _, out = ingested
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith("unused")) == [
         "ingest_report.json",
         "outcomes.parquet",

@@ -81,7 +81,7 @@ def test_mcid_on_canonical_scale(key, mcid):
 
 
 def test_unknown_instrument_lists_known_ones():
-    with pytest.raises(KeyError, match="unknown instrument 'odx'.*odi"):
+    with pytest.raises(KeyError, match=r"unknown instrument 'odx'.*odi"):
         get_instrument("odx")
 
 
