@@ -102,6 +102,12 @@ def build_analysis_frame(
                 f"comparison {spec.id}: outcome '{spec.outcome}' is not in the data (outcomes: {known})"
             )
         timepoints = _timepoint_order(rows)
+        study_baseline = _study_baseline(rows)
+        if timepoints[0] != study_baseline:
+            raise ConfigError(
+                f"comparison {spec.id}: outcome '{spec.outcome}' has no values at the baseline timepoint "
+                f"'{study_baseline}', so it cannot be adjusted for its baseline"
+            )
         if spec.timepoint not in timepoints:
             raise ConfigError(
                 f"comparison {spec.id}: timepoint '{spec.timepoint}' not in the data (timepoints: {timepoints})"
@@ -146,7 +152,7 @@ def build_analysis_frame(
             raise ConfigError(
                 f"comparison {spec.id}: adjust_for_baselines '{other}' is not an outcome of the study"
             )
-        first = _timepoint_order(rows_other)[0]
+        first = _study_baseline(rows_other)
         at_baseline = rows_other[rows_other["timepoint"].astype(str) == first].set_index(
             "participant_id"
         )["value"]
@@ -208,6 +214,15 @@ def repeated_frame(
         columns={"value": OUTCOME}
     )
     return merged.sort_values(["participant_id", "timepoint"], kind="stable").reset_index(drop=True)
+
+
+def _study_baseline(rows: pd.DataFrame) -> str:
+    """The study's baseline: the first timepoint of study.yaml (the first category), even when
+    this outcome has no values there (then the outcome cannot be baseline-adjusted)."""
+    column = rows["timepoint"]
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return str(column.cat.categories[0])
+    return _timepoint_order(rows)[0]
 
 
 def _timepoint_order(rows: pd.DataFrame) -> list[str]:

@@ -137,7 +137,18 @@ def fit_effect_modification(frame: AnalysisFrame, alpha: float = 0.05) -> pd.Dat
     if cluster is not None:
         data = data[cluster.notna()]
         cluster = data[CLUSTER]
-    levels = [lv for lv in frame.modifier_levels if (data[MODIFIER] == lv).any()]
+    # A stratum needs both arms to have an effect; strata without one are left out (and named).
+    levels = [
+        lv
+        for lv in frame.modifier_levels
+        if ((data[MODIFIER] == lv) & (data[TREATED] == 1)).any()
+        and ((data[MODIFIER] == lv) & (data[TREATED] == 0)).any()
+    ]
+    if len(levels) < 2:
+        raise ValueError(
+            f"effect modifier {spec.effect_modifier}: fewer than two levels have both arms"
+        )
+    data = data[data[MODIFIER].isin(levels)]
     extra = {}
     for level in levels[1:]:
         indicator = (data[MODIFIER] == level).astype(float)
@@ -171,6 +182,18 @@ def fit_effect_modification(frame: AnalysisFrame, alpha: float = 0.05) -> pd.Dat
                 warning=fit.warning,
             )
         )
+    for level in frame.modifier_levels:
+        if level not in levels:
+            rows.append(
+                estimate_row(
+                    method="effect_modification",
+                    estimand="conditional",
+                    effect_measure="mean_difference",
+                    term=f"{spec.effect_modifier}={level}",
+                    model=words,
+                    warning=f"no estimate: the stratum {spec.effect_modifier}={level} lacks one of the arms",
+                )
+            )
     interaction = [f"{TREATED}:{MODIFIER}={level}" for level in levels[1:]]
     wald = _wald_test(fit, interaction)
     difference = fit.estimate(interaction[0], alpha) if len(interaction) == 1 else {}

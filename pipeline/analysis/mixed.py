@@ -51,7 +51,12 @@ def fit_mixed(frame: AnalysisFrame, alpha: float = 0.05) -> pd.DataFrame:
         model = sm.MixedLM(y, X, groups=data[CLUSTER].to_numpy())
         levels = f"{spec.cluster}"
     result, converged, warning = _fit_reml(model)
-    fit = _mixed_fit(result, X.columns, len(y), data[CLUSTER].nunique(), converged, warning)
+    therapists = (
+        data[[CLINIC, CLUSTER]].drop_duplicates().shape[0]
+        if spec.clinic
+        else data[CLUSTER].nunique()
+    )
+    fit = _mixed_fit(result, X.columns, len(y), therapists, converged, warning)
     variances = {"variance_residual": float(result.scale)}
     if spec.clinic:
         variances[f"variance_{spec.clinic}"] = float(np.asarray(result.cov_re)[0, 0])
@@ -150,19 +155,35 @@ def fit_repeated_measures(
 
 
 def _fit_reml(model: sm.MixedLM) -> tuple[object, bool, str]:
-    """REML by BFGS, falling back to Powell when BFGS fails or hits a singular step.
+    """REML by L-BFGS, then BFGS, then Powell: the first trustworthy fit wins.
 
-    (L-BFGS-B can step onto a singular X'V^-1X on data with many zero responses; the
-    derivative-free Powell search is slower but robust.)
+    A fit is trusted when the optimiser converged, the log-likelihood is finite and statsmodels
+    raised no boundary or non-positive-definite Hessian warning: L-BFGS can stop at a spurious
+    boundary (variance 0, infinite log-likelihood) where BFGS finds the REML optimum
+    (``tests/test_mixed.py``). L-BFGS is tried first because it is much faster on large data.
+    If no fit is trusted, the best finite one is returned, flagged as not converged.
     """
-    try:
-        result, converged, warning = capture(lambda: model.fit(reml=True, method="bfgs"))
-        if converged:
-            return result, converged, warning
-    except np.linalg.LinAlgError as exc:
-        warning = f"BFGS failed ({exc}); refitted with Powell"
-    result, converged, more = capture(lambda: model.fit(reml=True, method="powell"))
-    return result, converged, "; ".join(m for m in (warning, more) if m)
+    notes: list[str] = []
+    candidates = []
+    for method in ("lbfgs", "bfgs", "powell"):
+        try:
+            result, converged, warning = capture(lambda m=method: model.fit(reml=True, method=m))
+        except np.linalg.LinAlgError as exc:
+            notes.append(f"{method} failed ({exc})")
+            continue
+        suspicious = any(
+            flag in warning for flag in ("boundary", "not positive definite", "singular")
+        )
+        finite = bool(np.isfinite(result.llf))
+        if converged and finite and not suspicious:
+            return result, True, "; ".join(notes)
+        notes.append(f"{method}: " + (warning or "log-likelihood not finite"))
+        if finite:
+            candidates.append(result)
+    if not candidates:
+        raise np.linalg.LinAlgError("no optimiser gave a finite REML fit: " + "; ".join(notes))
+    best = max(candidates, key=lambda r: r.llf)
+    return best, False, "; ".join(notes)
 
 
 def _mixed_fit(result, names, n: int, n_clusters: int, converged: bool, warning: str) -> Fit:

@@ -2,7 +2,8 @@
 
 Every model in the package goes through here, so statsmodels' quirks live in one place:
 design matrices come from named numeric columns (never formula strings), cluster-robust
-errors use statsmodels' CR1 (G/(G-1) x (N-1)/(N-K)) with t on G-1 degrees of freedom, and
+errors use statsmodels' CR1 (G/(G-1) x (N-1)/(N-K)) with t on G-1 degrees of freedom for OLS
+(normal intervals for GLMs and the negative binomial), and
 convergence or other warnings are returned as text instead of being printed.
 """
 
@@ -37,7 +38,21 @@ class Fit:
         return self.contrast(pd.Series({term: 1.0}), alpha)
 
     def contrast(self, weights: pd.Series, alpha: float) -> dict[str, float]:
-        """A linear combination of coefficients with its SE, CI and p value."""
+        """A linear combination of coefficients with its SE, CI and p value.
+
+        Raises ``ValueError`` when a weighted term is not in the model (e.g. ``design`` dropped
+        a constant treatment column because one arm has no data): an effect that cannot be
+        estimated must never come out as 0.
+        """
+        missing = [
+            term
+            for term, weight in weights.items()
+            if weight != 0 and term not in self.params.index
+        ]
+        if missing:
+            raise ValueError(
+                f"cannot estimate {missing}: not in the fitted model (no variation in the data)"
+            )
         w = weights.reindex(self.params.index).fillna(0.0).to_numpy()
         estimate = float(w @ self.params.to_numpy())
         se = float(np.sqrt(w @ self.cov.to_numpy() @ w))

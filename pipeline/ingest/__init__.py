@@ -66,6 +66,13 @@ def run_ingest(
     check_tables(result.participants, result.outcomes, result.quarantine)
     report = {
         **result.report,
+        "title": config.title,
+        "source": config.source.model_dump(),
+        "arms": {
+            "treatment": config.arms.treatment,
+            "control": config.arms.control,
+            "all": list(config.arms.labels),
+        },
         "identifiers_removed": {
             name: identifier_columns(table, config) for name, table in tables.items()
         },

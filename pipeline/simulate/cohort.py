@@ -37,7 +37,7 @@ FEAR_CANONICAL_PER_RAW = 100 / FABQ_PA_MAX  # canonical fear-avoidance 0-100 = r
 class CohortSpec:
     """Targets and true effects of the reference cohort (``params.yaml`` section ``simulate``)."""
 
-    seed: int = 20260123
+    seed: int = 20260140
     n_patients: int = 4193
     n_clinics: int = 13
     n_therapists: int = 128
@@ -84,6 +84,9 @@ class StructuralModel:
 
     therapist_propensity_sd: float = 1.0  # logit scale, among delivering therapists
     therapist_function_sd: float = 3.0
+    clinic_function_sd: float = (
+        1.5  # clinics differ too; a therapist's effect includes the clinic's
+    )
     therapist_pain_sd: float = 0.4
     therapist_fear_sd: float = 3.0  # canonical 0-100 scale
     therapist_sessions_sd: float = 0.15  # log scale
@@ -419,6 +422,7 @@ def _draw_therapists(
     trained[order[: spec.n_therapists_trained]] = True
     delivering = np.zeros(k, bool)
     delivering[order[: spec.n_therapists_delivering]] = True
+    clinic_function = rng.normal(0, model.clinic_function_sd, spec.n_clinics)
     return pd.DataFrame(
         {
             "therapist_index": np.arange(k),
@@ -428,7 +432,8 @@ def _draw_therapists(
             "caseload_weight": rng.gamma(3.0, 1.0, k),
             "years_experience": rng.integers(1, 36, k),
             "propensity_effect": rng.normal(0, model.therapist_propensity_sd, k),
-            "function_effect": rng.normal(0, model.therapist_function_sd, k),
+            "function_effect": clinic_function[clinic]
+            + rng.normal(0, model.therapist_function_sd, k),
             "pain_effect": rng.normal(0, model.therapist_pain_sd, k),
             "fear_effect": rng.normal(0, model.therapist_fear_sd, k),
             "sessions_effect": rng.normal(0, model.therapist_sessions_sd, k),

@@ -1,0 +1,1 @@
+"""Summarise: figures, plain-language claims and reports built from the processed estimates."""
