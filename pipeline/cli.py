@@ -113,6 +113,34 @@ def _run_meta(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_summarise(args: argparse.Namespace) -> int:
+    from pipeline.params import load_section
+    from pipeline.summarise.stage import run_summarise, run_summarise_meta
+
+    section = load_section("summarise", args.params)
+    if args.study == "meta":
+        claims = run_summarise_meta(section, args.processed_root, args.reports_root)
+    else:
+        claims = run_summarise(args.study, section, args.processed_root, args.reports_root).claims
+    levels = claims["certainty"].value_counts().to_dict()
+    print(
+        f"summarised {args.study}: {len(claims)} claims ({levels}) -> {args.reports_root / args.study}"
+    )
+    return 0
+
+
+def _run_notebooks(args: argparse.Namespace) -> int:
+    from pipeline.notebooks import run_notebooks
+
+    started = time.perf_counter()
+    written = run_notebooks(args.study, args.notebooks, args.reports_root, args.processed_root)
+    print(
+        f"executed {len(written)} notebooks for {args.study} in {time.perf_counter() - started:.1f} s "
+        f"-> {written[0].parent}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``backpain`` and its sub-commands."""
     parser = argparse.ArgumentParser(
@@ -215,7 +243,15 @@ def build_parser() -> argparse.ArgumentParser:
             type=Path,
             help="folder holding data/processed/<study>/ (default: %(default)s)",
         )
-        sub.set_defaults(handler=_run_analyse if name == "analyse" else _not_yet(name))
+        if name == "summarise":
+            sub.add_argument(
+                "--reports-root",
+                default=Path("reports"),
+                type=Path,
+                help="folder that receives reports/<study>/ (default: %(default)s); "
+                "study 'meta' writes the meta-analysis summary",
+            )
+        sub.set_defaults(handler=_run_analyse if name == "analyse" else _run_summarise)
     meta = commands.add_parser(
         "meta",
         help="random-effects meta-analyses of the same comparison across studies",
@@ -232,6 +268,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder holding data/processed/<study>/ (default: %(default)s)",
     )
     meta.set_defaults(handler=_run_meta)
+
+    notebooks = commands.add_parser(
+        "notebooks",
+        help="execute the notebooks for one study and render them to HTML",
+        description="Run every notebook in NOTEBOOKS headless (papermill) with STUDY as its parameter "
+        "and write the executed copies as HTML to reports/<study>/notebooks/.",
+    )
+    notebooks.add_argument("study", help="study id: a folder under data/processed/")
+    notebooks.add_argument(
+        "--notebooks",
+        default=Path("notebooks"),
+        type=Path,
+        help="folder of the notebooks (default: %(default)s)",
+    )
+    notebooks.add_argument(
+        "--reports-root",
+        default=Path("reports"),
+        type=Path,
+        help="folder that receives reports/<study>/notebooks/ (default: %(default)s)",
+    )
+    notebooks.add_argument(
+        "--processed-root",
+        default=Path("data/processed"),
+        type=Path,
+        help="folder holding data/processed/<study>/ (default: %(default)s)",
+    )
+    notebooks.set_defaults(handler=_run_notebooks)
     return parser
 
 

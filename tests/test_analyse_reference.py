@@ -156,8 +156,16 @@ def test_naive_comparison_is_biased_and_adjustment_removes_it(tmp_path, monkeypa
     """A large cohort makes the bias unmistakable: the naive CI misses the truth, ANCOVA's covers it."""
     # Many therapists: at 128, chance differences between ETMI-delivering therapists and the
     # others are a finite-sample confounder that large n does not remove.
-    study = simulate_study(CohortSpec(n_patients=40_000, n_therapists=2000, n_therapists_trained=1700,
-                                      n_therapists_delivering=1100, seed=11), ExportSpec())
+    study = simulate_study(
+        CohortSpec(
+            n_patients=40_000,
+            n_therapists=2000,
+            n_therapists_trained=1700,
+            n_therapists_delivering=1100,
+            seed=11,
+        ),
+        ExportSpec(),
+    )
     write_study(study, tmp_path / "raw")
     monkeypatch.setenv("BACKPAIN_PSEUDONYM_KEY", TEST_KEY.decode())
     run = run_ingest(tmp_path / "raw" / "study.yaml", tmp_path / "out", show_progress=False)

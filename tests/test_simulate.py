@@ -34,8 +34,15 @@ def large_cohort():
 def many_therapists_cohort():
     """Many therapists, so that chance differences between the therapists who deliver ETMI and
     the others (a real, finite-sample confounder at the default 128) average out."""
-    return simulate_cohort(CohortSpec(n_patients=LARGE_N, n_therapists=3000, n_therapists_trained=2500,
-                                      n_therapists_delivering=1640, seed=7))
+    return simulate_cohort(
+        CohortSpec(
+            n_patients=LARGE_N,
+            n_therapists=3000,
+            n_therapists_trained=2500,
+            n_therapists_delivering=1640,
+            seed=7,
+        )
+    )
 
 
 def read_export(folder) -> pd.DataFrame:

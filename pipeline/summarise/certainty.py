@@ -94,7 +94,7 @@ def rate_certainty(evidence: Evidence) -> Certainty:
     elif case == "unclear":
         rank -= 2 if evidence.mcid is not None else 1
         reasons.append(
-            "the result is imprecise: it fits both no difference and an important effect"
+            "the result is imprecise: it fits both little or no difference and an important effect"
         )
     elif case == "excludes_null" and evidence.mcid is not None and _straddles_mcid(evidence):
         rank -= 1

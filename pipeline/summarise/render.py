@@ -56,8 +56,8 @@ def render_summary(
     if synthetic:
         lines += ["**Demonstration data. These are not real patients.**", ""]
     lines += [*intro, "", "## What the evidence shows", ""]
-    for _, claim in claims.iterrows():
-        lines.append(f"- {claim['sentence']} [{claim['claim_id']}]")
+    for number, (_, claim) in enumerate(claims.iterrows(), start=1):
+        lines.append(f"{number}. {claim['sentence']} [{claim['claim_id']}]")
     lines += ["", "## How sure are we?", ""]
     used = [
         level
@@ -67,12 +67,12 @@ def render_summary(
     for level in used:
         lines.append(f"- **{CERTAINTY_WORDS[level]}.** {CERTAINTY_MEANING[level]}")
     lines += ["", "Each finding and why we are less sure of it:", ""]
-    for _, claim in claims.iterrows():
+    for number, (_, claim) in enumerate(claims.iterrows(), start=1):
         reasons = list(claim["certainty_reasons"])
         why = (
             " ".join(f"{_sentence_case(r)}." for r in reasons) if reasons else "Nothing lowered it."
         )
-        lines.append(f"- {claim['claim_id']}: {CERTAINTY_WORDS[claim['certainty']]}. {why}")
+        lines.append(f"{number}. {CERTAINTY_WORDS[claim['certainty']]}. {why}")
     if figures:
         lines += ["", "## Pictures", ""]
         for file_name, figure_title, alt in figures:

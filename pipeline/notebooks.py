@@ -1,0 +1,185 @@
+"""Notebooks: what they load (:func:`load_study`) and how they run headless (:func:`run_notebooks`).
+
+The notebooks in ``notebooks/`` are thin: their first code cell is a papermill ``parameters``
+cell (the study), the second calls :func:`load_study`, and every table or figure after that
+comes from ``pipeline``. The ``notebooks`` DVC stage executes them with papermill for each study
+and renders the executed copies to HTML under ``reports/<study>/notebooks/``; the copies in git
+carry no outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.errors import InputFileError
+from pipeline.io import write_text
+
+NOTEBOOKS = ("1.0-cohort-overview", "2.0-treatment-comparisons", "3.0-evidence-summary")
+_NOT_COVARIATES = {
+    "study_id",
+    "participant_id",
+    "arm",
+    "site",
+    "therapist",
+    "sessions",
+    "n_values_quarantined",
+    "source_file",
+    "source_row",
+}
+
+
+@dataclass(frozen=True)
+class StudyData:
+    """The processed tables and reports of one study, as the notebooks show them."""
+
+    study: str
+    participants: pd.DataFrame
+    outcomes: pd.DataFrame
+    estimates: pd.DataFrame
+    balance: pd.DataFrame
+    quarantine: pd.DataFrame
+    report: dict
+    claims: pd.DataFrame
+    fact_sheet: str
+
+    @property
+    def treatment(self) -> str:
+        return self.report["arms"]["treatment"]
+
+    @property
+    def control(self) -> str:
+        return self.report["arms"]["control"]
+
+    @property
+    def covariates(self) -> list[str]:
+        return [c for c in self.participants.columns if c not in _NOT_COVARIATES]
+
+    @property
+    def headline(self) -> str:
+        kind = "SYNTHETIC demonstration data" if self.report.get("synthetic") else "real trial data"
+        return (
+            f"{self.study}: {self.report.get('title', '')} ({kind}); {len(self.participants)} participants, "
+            f"{self.estimates['comparison_id'].nunique()} comparisons, {len(self.claims)} claims"
+        )
+
+    @property
+    def primary_estimates(self) -> pd.DataFrame:
+        columns = [
+            "comparison_id",
+            "method",
+            "estimand",
+            "effect_measure",
+            "estimate",
+            "ci_low",
+            "ci_high",
+            "p_value",
+            "p_holm",
+            "n_treated",
+            "n_control",
+            "model",
+        ]
+        primary = self.estimates[self.estimates["is_primary"]]
+        return primary[[c for c in columns if c in primary.columns]].reset_index(drop=True)
+
+    @property
+    def missing_data_sensitivity(self) -> pd.DataFrame:
+        rows = self.estimates[self.estimates["method"].isin(["complete_case_ols", "mice"])]
+        columns = [
+            "comparison_id",
+            "method",
+            "estimate",
+            "ci_low",
+            "ci_high",
+            "n_treated",
+            "n_control",
+            "fmi",
+            "m",
+        ]
+        return rows[[c for c in columns if c in rows.columns]].reset_index(drop=True)
+
+    @property
+    def quarantine_summary(self) -> pd.DataFrame:
+        """Counts of quarantined rows and values by file, column and reason (no record contents)."""
+        if self.quarantine.empty:
+            return pd.DataFrame(columns=["source_file", "column", "reason", "count"])
+        return (
+            self.quarantine.assign(column=self.quarantine["column"].replace("", "(whole row)"))
+            .groupby(["source_file", "column", "reason"], observed=True)
+            .size()
+            .rename("count")
+            .reset_index()
+        )
+
+
+def load_study(
+    study: str, processed_root: str | Path = "data/processed", reports_root: str | Path = "reports"
+) -> StudyData:
+    """Everything the notebooks show for one study, read from the pipeline's outputs."""
+    folder, reports = Path(processed_root) / study, Path(reports_root) / study
+    needed = [
+        folder / n
+        for n in (
+            "participants.parquet",
+            "outcomes.parquet",
+            "estimates.parquet",
+            "balance.parquet",
+            "quarantine.parquet",
+            "ingest_report.json",
+        )
+    ] + [reports / "claims.json"]
+    for path in needed:
+        if not path.exists():
+            raise InputFileError(f"{path}: not found; run `dvc repro` first")
+    claims = pd.DataFrame(json.loads((reports / "claims.json").read_text())["claims"])
+    return StudyData(
+        study=study,
+        participants=pd.read_parquet(folder / "participants.parquet"),
+        outcomes=pd.read_parquet(folder / "outcomes.parquet"),
+        estimates=pd.read_parquet(folder / "estimates.parquet"),
+        balance=pd.read_parquet(folder / "balance.parquet"),
+        quarantine=pd.read_parquet(folder / "quarantine.parquet"),
+        report=json.loads((folder / "ingest_report.json").read_text()),
+        claims=claims,
+        fact_sheet=(reports / "fact_sheet.md").read_text(),
+    )
+
+
+def run_notebooks(
+    study: str,
+    notebooks_dir: str | Path = "notebooks",
+    reports_root: str | Path = "reports",
+    processed_root: str | Path = "data/processed",
+    workers: int = 3,
+) -> list[Path]:
+    """Execute every notebook for one study (papermill) and write its HTML copy.
+
+    The notebooks run in parallel kernels (they only read files). Returns the HTML paths.
+    """
+    import papermill
+    from nbconvert import HTMLExporter
+
+    notebooks_dir, out = Path(notebooks_dir), Path(reports_root) / study / "notebooks"
+    parameters = {"study": study, "processed_root": str(Path(processed_root).resolve())}
+
+    def run_one(name: str) -> Path:
+        with tempfile.TemporaryDirectory() as tmp:
+            executed = Path(tmp) / f"{name}.ipynb"
+            papermill.execute_notebook(
+                str(notebooks_dir / f"{name}.ipynb"),
+                str(executed),
+                parameters=parameters,
+                kernel_name="python3",
+                progress_bar=False,
+                cwd=str(Path.cwd()),
+            )
+            body, _ = HTMLExporter(embed_images=True).from_filename(str(executed))
+        return write_text(out / f"{name}.html", body)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(run_one, NOTEBOOKS))
