@@ -72,7 +72,6 @@ def test_interval_within_the_mcid_is_little_or_no_difference():
 
 def test_wide_interval_crossing_zero_is_never_no_effect():
     # CI fits both no difference and an important benefit: the claim must say we are uncertain
-    numbers = Numbers(2.0, -1.0, 9.0, mcid=5.0, higher_is_better=True)
     evidence = Evidence("randomised", 2.0, -1.0, 9.0, 0.0, 5.0, n_analysed=400, n_in_arms=400)
     assert interval_case(evidence) == "unclear"
     certainty = rate_certainty(evidence)
