@@ -34,6 +34,11 @@ _NOT_COVARIATES = {
 }
 
 
+def covariate_columns(participants: pd.DataFrame) -> list[str]:
+    """The covariates of a participants table (every column that is not an id, arm or bookkeeping)."""
+    return [c for c in participants.columns if c not in _NOT_COVARIATES]
+
+
 @dataclass(frozen=True)
 class StudyData:
     """The processed tables and reports of one study, as the notebooks show them."""
@@ -58,7 +63,7 @@ class StudyData:
 
     @property
     def covariates(self) -> list[str]:
-        return [c for c in self.participants.columns if c not in _NOT_COVARIATES]
+        return covariate_columns(self.participants)
 
     @property
     def headline(self) -> str:

@@ -7,7 +7,7 @@ import pandas as pd
 import statsmodels.api as sm
 from scipy import stats
 
-from pipeline.analysis.frame import CLUSTER, OUTCOME, TREATED, AnalysisFrame
+from pipeline.analysis.frame import OUTCOME, TREATED, AnalysisFrame, arm_counts
 from pipeline.analysis.models import capture, design, fit_glm
 from pipeline.analysis.tidy import estimate_row, estimates_frame
 
@@ -20,7 +20,7 @@ def fit_poisson(frame: AnalysisFrame, alpha: float = 0.05) -> pd.DataFrame:
     Checked in ``tests/test_counts.py``: with arm as the only term the rate ratio equals the
     ratio of the arm means exactly.
     """
-    data, cluster = _data(frame)
+    data, cluster = frame.model_data(frame.covariates)
     X = design(data, [TREATED, *frame.covariates])
     fit = fit_glm(data[OUTCOME], X, sm.families.Poisson(), cluster)
     row = _rate_ratio(fit.estimate(TREATED, alpha))
@@ -30,9 +30,9 @@ def fit_poisson(frame: AnalysisFrame, alpha: float = 0.05) -> pd.DataFrame:
                 method="poisson",
                 estimand="conditional",
                 effect_measure="rate_ratio",
-                term=_term(frame),
+                term=frame.term,
                 **row,
-                **_counts(data),
+                **arm_counts(data),
                 n_clusters=fit.n_clusters,
                 model=_words(frame, "Poisson regression (log link)", "robust sandwich"),
                 converged=fit.converged,
@@ -53,7 +53,7 @@ def fit_negative_binomial(frame: AnalysisFrame, alpha: float = 0.05) -> pd.DataF
     clustered. Extra column ``dispersion_alpha`` (variance = mu + alpha mu^2). Checked in
     ``tests/test_counts.py`` against a direct maximisation of the NB2 likelihood with scipy.
     """
-    data, cluster = _data(frame)
+    data, cluster = frame.model_data(frame.covariates)
     X = design(data, [TREATED, *frame.covariates])
     model = sm.NegativeBinomial(data[OUTCOME].to_numpy(dtype=float), X, loglike_method="nb2")
     fit_kwargs = {"disp": 0, "maxiter": 200, "method": "newton"}
@@ -85,9 +85,9 @@ def fit_negative_binomial(frame: AnalysisFrame, alpha: float = 0.05) -> pd.DataF
                 method="negative_binomial",
                 estimand="conditional",
                 effect_measure="rate_ratio",
-                term=_term(frame),
+                term=frame.term,
                 **row,
-                **_counts(data),
+                **arm_counts(data),
                 n_clusters=n_clusters,
                 model=_words(frame, "negative binomial (NB2) regression", "model-based"),
                 converged=converged,
@@ -100,14 +100,6 @@ def fit_negative_binomial(frame: AnalysisFrame, alpha: float = 0.05) -> pd.DataF
             )
         ]
     )
-
-
-def _data(frame: AnalysisFrame) -> tuple[pd.DataFrame, pd.Series | None]:
-    data = frame.complete_cases(frame.covariates)
-    if frame.spec.cluster and CLUSTER in data:
-        data = data[data[CLUSTER].notna()]
-        return data, data[CLUSTER]
-    return data, None
 
 
 def _rate_ratio(log_scale: dict[str, float]) -> dict[str, float]:
@@ -128,14 +120,3 @@ def _words(frame: AnalysisFrame, model: str, errors: str) -> str:
         else f"{errors} errors"
     )
     return f"{model} of {frame.spec.outcome} on arm{adjusted}; {clustering}"
-
-
-def _term(frame: AnalysisFrame) -> str:
-    return f"{frame.spec.treatment} vs {frame.spec.control}"
-
-
-def _counts(data: pd.DataFrame) -> dict[str, int]:
-    return {
-        "n_treated": int((data[TREATED] == 1).sum()),
-        "n_control": int((data[TREATED] == 0).sum()),
-    }

@@ -52,10 +52,32 @@ class AnalysisFrame:
         """Baseline (when there is one) plus the covariate terms."""
         return ([BASELINE] if BASELINE in self.data.columns else []) + self.covariates
 
+    @property
+    def term(self) -> str:
+        """What an effect row estimates: ``"<treatment> vs <control>"``."""
+        return f"{self.spec.treatment} vs {self.spec.control}"
+
     def complete_cases(self, columns: list[str] | None = None) -> pd.DataFrame:
         """Rows with the outcome and every adjustment column present."""
         needed = [OUTCOME, *(columns if columns is not None else self.adjustment)]
         return self.data.dropna(subset=needed)
+
+    def model_data(self, columns: list[str] | None = None) -> tuple[pd.DataFrame, pd.Series | None]:
+        """Complete cases (see :meth:`complete_cases`) and, when clustered, the cluster of each
+        row (rows without a cluster are left out, as the cluster-robust errors need one)."""
+        data = self.complete_cases(columns)
+        if self.spec.cluster and CLUSTER in data:
+            data = data[data[CLUSTER].notna()]
+            return data, data[CLUSTER]
+        return data, None
+
+
+def arm_counts(data: pd.DataFrame) -> dict[str, int]:
+    """``n_treated`` and ``n_control`` of the rows an estimate uses."""
+    return {
+        "n_treated": int((data[TREATED] == 1).sum()),
+        "n_control": int((data[TREATED] == 0).sum()),
+    }
 
 
 def build_analysis_frame(

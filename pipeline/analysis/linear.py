@@ -7,13 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.analysis.frame import BASELINE, CLUSTER, MODIFIER, OUTCOME, TREATED, AnalysisFrame
+from pipeline.analysis.frame import BASELINE, MODIFIER, OUTCOME, TREATED, AnalysisFrame, arm_counts
 from pipeline.analysis.models import design, fit_ols
 from pipeline.analysis.tidy import estimate_row, estimates_frame
-
-
-def _cluster(frame: AnalysisFrame, data: pd.DataFrame) -> pd.Series | None:
-    return data[CLUSTER] if frame.spec.cluster and CLUSTER in data else None
 
 
 def _errors(frame: AnalysisFrame) -> str:
@@ -30,11 +26,7 @@ def fit_naive(frame: AnalysisFrame, alpha: float = 0.05) -> pd.DataFrame:
     Returns one tidy row (``method="naive"``). For observational data this is the comparison
     confounding can bias; it is reported so the adjusted estimates can be read against it.
     """
-    data = frame.data.dropna(subset=[OUTCOME])
-    cluster = data[CLUSTER] if frame.spec.cluster and CLUSTER in data else None
-    if cluster is not None:
-        data = data[cluster.notna()]
-        cluster = data[CLUSTER]
+    data, cluster = frame.model_data([])
     fit = fit_ols(data[OUTCOME], design(data, [TREATED]), cluster)
     return estimates_frame(
         [
@@ -42,9 +34,9 @@ def fit_naive(frame: AnalysisFrame, alpha: float = 0.05) -> pd.DataFrame:
                 method="naive",
                 estimand="ATE",
                 effect_measure="mean_difference",
-                term=_term(frame),
+                term=frame.term,
                 **fit.estimate(TREATED, alpha),
-                **_counts(data),
+                **arm_counts(data),
                 n_clusters=fit.n_clusters,
                 model=f"difference in mean {frame.spec.outcome} at {frame.spec.timepoint}, unadjusted; {_errors(frame)}",
                 converged=fit.converged,
@@ -75,11 +67,7 @@ def fit_ancova(frame: AnalysisFrame, alpha: float = 0.05) -> pd.DataFrame:
     ``tests/test_linear.py``. Reference: Vickers & Altman, BMJ 2001;323:1123 (ANCOVA for
     baseline-adjusted trial outcomes).
     """
-    data = frame.complete_cases()
-    cluster = _cluster(frame, data)
-    if cluster is not None:
-        data = data[cluster.notna()]
-        cluster = data[CLUSTER]
+    data, cluster = frame.model_data()
     X = design(data, [TREATED, *frame.adjustment])
     fit = fit_ols(data[OUTCOME], X, cluster)
     words = (
@@ -87,13 +75,13 @@ def fit_ancova(frame: AnalysisFrame, alpha: float = 0.05) -> pd.DataFrame:
         + (f" + {', '.join(frame.spec.adjust_for)}" if frame.spec.adjust_for else "")
         + f"; {_errors(frame)}"
     )
-    counts = _counts(data)
+    counts = arm_counts(data)
     rows = [
         estimate_row(
             method="ancova",
             estimand="conditional",
             effect_measure="mean_difference",
-            term=_term(frame),
+            term=frame.term,
             **fit.estimate(TREATED, alpha),
             **counts,
             n_clusters=fit.n_clusters,
@@ -132,11 +120,7 @@ def fit_effect_modification(frame: AnalysisFrame, alpha: float = 0.05) -> pd.Dat
     difference between the last and first stratum effects when there are two levels).
     """
     spec = frame.spec
-    data = frame.complete_cases([*frame.adjustment, MODIFIER])
-    cluster = _cluster(frame, data)
-    if cluster is not None:
-        data = data[cluster.notna()]
-        cluster = data[CLUSTER]
+    data, cluster = frame.model_data([*frame.adjustment, MODIFIER])
     # A stratum needs both arms to have an effect; strata without one are left out (and named).
     levels = [
         lv
@@ -175,7 +159,7 @@ def fit_effect_modification(frame: AnalysisFrame, alpha: float = 0.05) -> pd.Dat
                 effect_measure="mean_difference",
                 term=f"{spec.effect_modifier}={level}",
                 **fit.contrast(weights, alpha),
-                **_counts(stratum),
+                **arm_counts(stratum),
                 n_clusters=fit.n_clusters,
                 model=words,
                 converged=fit.converged,
@@ -205,7 +189,7 @@ def fit_effect_modification(frame: AnalysisFrame, alpha: float = 0.05) -> pd.Dat
             effect_measure="interaction_test",
             term=f"arm x {spec.effect_modifier}",
             **difference,
-            **_counts(data),
+            **arm_counts(data),
             n_clusters=fit.n_clusters,
             model=words,
             converged=fit.converged,
@@ -225,17 +209,6 @@ def _wald_test(fit, terms: list[str]) -> float:
     if np.isfinite(fit.df):
         return float(stats.f.sf(statistic / q, q, fit.df))
     return float(stats.chi2.sf(statistic, q))
-
-
-def _term(frame: AnalysisFrame) -> str:
-    return f"{frame.spec.treatment} vs {frame.spec.control}"
-
-
-def _counts(data: pd.DataFrame) -> dict[str, int]:
-    return {
-        "n_treated": int((data[TREATED] == 1).sum()),
-        "n_control": int((data[TREATED] == 0).sum()),
-    }
 
 
 __all__ = ["BASELINE", "fit_ancova", "fit_effect_modification", "fit_naive"]

@@ -19,6 +19,7 @@ import yaml
 
 from pipeline.errors import InputFileError, UserError
 from pipeline.io import sha256_files, to_json_text, write_csv_frame, write_text
+from pipeline.notebooks import covariate_columns
 from pipeline.provenance import git_commit, software_versions
 from pipeline.summarise.claims import NamingRules, build_claims, build_meta_claims
 from pipeline.summarise.figures import (
@@ -39,18 +40,6 @@ from pipeline.summarise.render import (
     render_summary,
 )
 from pipeline.summarise.tables import suppress, table_one
-
-_NOT_COVARIATES = {
-    "study_id",
-    "participant_id",
-    "arm",
-    "site",
-    "therapist",
-    "sessions",
-    "n_values_quarantined",
-    "source_file",
-    "source_row",
-}
 
 
 @dataclass(frozen=True)
@@ -125,7 +114,7 @@ def summarise_study(
     issues = lint_text(summary, certainties) + [
         i for i in lint_text(fact_sheet, certainties) if i.rule != "reading_grade"
     ]
-    covariates = [c for c in participants.columns if c not in _NOT_COVARIATES]
+    covariates = covariate_columns(participants)
     table1 = table_one(participants, outcomes, treatment, control, covariates, min_cell)
     methods = render_methods({**report, "title": title}, estimates, table1, provenance)
     methods += "\n## Figures (detailed descriptions)\n\n" + "".join(
