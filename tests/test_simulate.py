@@ -163,16 +163,19 @@ class TestDeterminism:
         ).read_bytes()
 
 
+@pytest.fixture(scope="module")
+def export(reference_dir):
+    return read_export(reference_dir)
+
+
+@pytest.fixture(scope="module")
+def defects(reference_dir):
+    return json.loads((reference_dir / "truth.json").read_text())["defects"]
+
+
 class TestPlantedDefects:
     """Every defect counted in truth.json is really in the files, and nothing more."""
 
-    @pytest.fixture(scope="class")
-    def export(self, reference_dir):
-        return read_export(reference_dir)
-
-    @pytest.fixture(scope="class")
-    def defects(self, reference_dir):
-        return json.loads((reference_dir / "truth.json").read_text())["defects"]
 
     def test_row_count(self, export, defects):
         assert len(export) == defects["rows_exported"]
