@@ -110,16 +110,18 @@ class StudyData:
 
     @property
     def quarantine_summary(self) -> pd.DataFrame:
-        """Counts of quarantined rows and values by file, column and reason (no record contents)."""
+        """Counts of quarantined rows and values by file, column and reason (no record contents;
+        counts below 5 shown as "<5", as in every published table)."""
         if self.quarantine.empty:
             return pd.DataFrame(columns=["source_file", "column", "reason", "count"])
-        return (
+        counts = (
             self.quarantine.assign(column=self.quarantine["column"].replace("", "(whole row)"))
             .groupby(["source_file", "column", "reason"], observed=True)
             .size()
             .rename("count")
             .reset_index()
         )
+        return counts.assign(count=counts["count"].map(lambda n: "<5" if 0 < n < 5 else str(n)))
 
 
 def load_study(

@@ -134,7 +134,7 @@ def render_methods(
         lines.append(
             f"| {row['comparison_id']} | {row['method']} | {row['estimand']} | {row['effect_measure']} | "
             f"{row['estimate']:.3f} | {row['ci_low']:.3f} to {row['ci_high']:.3f} | {_p(row['p_value'])} | "
-            f"{_p(holm) if pd.notna(holm) else ''} | {int(row['n_treated'])} + {int(row['n_control'])} | "
+            f"{_p(holm) if pd.notna(holm) else ''} | {_count(row['n_treated'])} + {_count(row['n_control'])} | "
             f"{row['model']} |"
         )
     evalues = (
@@ -222,6 +222,12 @@ def _numbers(claim: dict[str, Any]) -> str:
         for k in ("estimate", "ci_low", "ci_high")
         if isinstance(numbers.get(k), int | float)
     )
+
+
+def _count(value: float, min_cell: int = 5) -> str:
+    """A count for a published table: below ``min_cell`` (but above 0) it is shown as "<min_cell"."""
+    count = int(value)
+    return f"<{min_cell}" if 0 < count < min_cell else str(count)
 
 
 def _sentence_case(text: str) -> str:
