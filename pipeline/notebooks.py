@@ -124,25 +124,30 @@ class StudyData:
         return counts.assign(count=counts["count"].map(lambda n: "<5" if 0 < n < 5 else str(n)))
 
 
+def require_outputs(
+    study: str, processed_root: str | Path, reports_root: str | Path
+) -> tuple[Path, Path]:
+    """The study's processed and report folders, after checking every file the notebooks read."""
+    folder, reports = Path(processed_root) / study, Path(reports_root) / study
+    names = (
+        "participants.parquet",
+        "outcomes.parquet",
+        "estimates.parquet",
+        "balance.parquet",
+        "quarantine.parquet",
+        "ingest_report.json",
+    )
+    for path in [*(folder / n for n in names), reports / "claims.json", reports / "fact_sheet.md"]:
+        if not path.exists():
+            raise InputFileError(f"{path}: not found; run `dvc repro` first")
+    return folder, reports
+
+
 def load_study(
     study: str, processed_root: str | Path = "data/processed", reports_root: str | Path = "reports"
 ) -> StudyData:
     """Everything the notebooks show for one study, read from the pipeline's outputs."""
-    folder, reports = Path(processed_root) / study, Path(reports_root) / study
-    needed = [
-        folder / n
-        for n in (
-            "participants.parquet",
-            "outcomes.parquet",
-            "estimates.parquet",
-            "balance.parquet",
-            "quarantine.parquet",
-            "ingest_report.json",
-        )
-    ] + [reports / "claims.json"]
-    for path in needed:
-        if not path.exists():
-            raise InputFileError(f"{path}: not found; run `dvc repro` first")
+    folder, reports = require_outputs(study, processed_root, reports_root)
     claims = pd.DataFrame(json.loads((reports / "claims.json").read_text())["claims"])
     return StudyData(
         study=study,
@@ -171,6 +176,9 @@ def run_notebooks(
     import papermill
     from nbconvert import HTMLExporter
 
+    require_outputs(
+        study, processed_root, reports_root
+    )  # fail here, in one line, not inside a kernel
     notebooks_dir, out = Path(notebooks_dir), Path(reports_root) / study / "notebooks"
     parameters = {"study": study, "processed_root": str(Path(processed_root).resolve())}
 

@@ -23,7 +23,7 @@ def test_top_level_help_lists_every_stage():
         assert command in result.stdout
 
 
-@pytest.mark.parametrize("command", ["simulate", "ingest", "analyse", "summarise"])
+@pytest.mark.parametrize("command", ["simulate", "ingest", "analyse", "meta", "summarise", "notebooks"])
 def test_each_sub_command_documents_every_option(command):
     parser = build_parser()
     sub = parser._subparsers._group_actions[0].choices[command]
@@ -86,3 +86,19 @@ def test_simulate_writes_the_study(tmp_path, capsys):
     assert "SYNTHETIC" in capsys.readouterr().out
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["README.md", "patients.csv", "study.yaml", "therapists.xlsx", "truth.json"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["analyse", "no-such-study"], "analyse.studies has no study 'no-such-study'"),
+        (["summarise", "etmi-reference", "--processed-root", "/nonexistent"], "not found; run `dvc repro`"),
+        (["notebooks", "etmi-reference", "--processed-root", "/nonexistent"], "not found; run `dvc repro`"),
+        (["meta", "--processed-root", "/nonexistent"], "not found; run `backpain analyse"),
+    ],
+)
+def test_later_stages_fail_with_one_line(args, message):
+    result = run_cli(*args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0

@@ -191,6 +191,8 @@ def _read_header(path: Path, delimiter: str, encoding: str) -> list[str]:
         ) from None
     except LookupError:
         raise InputFileError(f"{path}: unknown encoding {encoding!r}") from None
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot open the file ({exc.strerror or exc})") from None
     first = first.lstrip("\ufeff")
     if "\x00" in first:
         raise InputFileError(f"{path}: looks like a binary file, not delimited text")
