@@ -115,6 +115,18 @@ def sha256_files(paths: Iterable[str | Path]) -> str:
     return digest.hexdigest()
 
 
+def raw_data_sha256(ingest_report: dict) -> str:
+    """One hash of a study's raw inputs: the SHA-256 of every input file and of its study.yaml.
+
+    Unlike a hash of the processed tables it does not depend on the pseudonymisation key, so
+    the same raw data give the same hash on every machine.
+    """
+    provenance = ingest_report["provenance"]
+    parts = sorted(f"{name}:{entry['sha256']}" for name, entry in provenance["input_files"].items())
+    parts.append(f"study.yaml:{provenance['study_yaml_sha256']}")
+    return sha256_text("\n".join(parts))
+
+
 def sha256_text(text: str) -> str:
     """SHA-256 of a string (UTF-8)."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

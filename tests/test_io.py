@@ -58,3 +58,22 @@ def test_xlsx_bytes_do_not_depend_on_the_time_of_saving():
         payloads.append(normalise_zip(rebuilt.getvalue()))
     assert payloads[0] == payloads[1]
     assert pd.read_excel(io.BytesIO(payloads[0]))["x"].tolist() == [1, 2]
+
+
+def test_raw_data_hash_covers_every_input_and_the_mapping():
+    from pipeline.io import raw_data_sha256
+
+    report = {"provenance": {"input_files": {"a": {"path": "x/a.csv", "sha256": "1" * 64},
+                                             "b": {"path": "x/b.xlsx", "sha256": "2" * 64}},
+                             "study_yaml_sha256": "3" * 64}}
+    first = raw_data_sha256(report)
+    moved = json.loads(json.dumps(report))
+    moved["provenance"]["input_files"]["a"]["path"] = "elsewhere/a.csv"  # same bytes, other place
+    assert raw_data_sha256(moved) == first
+    for key in ("a", "b"):
+        changed = json.loads(json.dumps(report))
+        changed["provenance"]["input_files"][key]["sha256"] = "9" * 64
+        assert raw_data_sha256(changed) != first
+    edited = json.loads(json.dumps(report))
+    edited["provenance"]["study_yaml_sha256"] = "4" * 64
+    assert raw_data_sha256(edited) != first

@@ -41,7 +41,7 @@ from pipeline.analysis.responders import fit_responders
 from pipeline.analysis.spec import AnalysisSettings, ComparisonSpec, load_settings
 from pipeline.analysis.tidy import ESTIMATE_COLUMNS, estimate_row, estimates_frame
 from pipeline.analysis.weighting import fit_aipw, fit_ipw
-from pipeline.io import sha256_files, sha256_text, to_json_text, write_json, write_parquet
+from pipeline.io import raw_data_sha256, sha256_text, to_json_text, write_json, write_parquet
 from pipeline.provenance import software_versions
 
 _RECOVERABLE = (ValueError, np.linalg.LinAlgError, PerfectSeparationError)
@@ -368,7 +368,7 @@ def run_analyse(
         }
     )
     estimates = analysis.estimates.assign(
-        input_data_sha256=sha256_files(inputs[:2]),
+        input_data_sha256=raw_data_sha256(report),
         params_sha256=sha256_text(params_text),
         software=json.dumps(software_versions(), sort_keys=True),
     )

@@ -18,7 +18,7 @@ import pandas as pd
 import yaml
 
 from pipeline.errors import InputFileError, UserError
-from pipeline.io import sha256_files, to_json_text, write_csv_frame, write_text
+from pipeline.io import raw_data_sha256, sha256_files, to_json_text, write_csv_frame, write_text
 from pipeline.notebooks import covariate_columns
 from pipeline.provenance import git_commit, software_versions
 from pipeline.summarise.claims import NamingRules, build_claims, build_meta_claims
@@ -151,9 +151,7 @@ def run_summarise(
     report = json.loads(paths["ingest_report.json"].read_text())
     provenance = {
         "git_commit": git_commit(),
-        "input_data_sha256": sha256_files(
-            [paths["participants.parquet"], paths["outcomes.parquet"]]
-        ),
+        "input_data_sha256": raw_data_sha256(report),
         "estimates_sha256": sha256_files([paths["estimates.parquet"]]),
         "analysis_params_sha256": str(estimates["params_sha256"].iloc[0])
         if "params_sha256" in estimates
