@@ -23,7 +23,9 @@ def test_top_level_help_lists_every_stage():
         assert command in result.stdout
 
 
-@pytest.mark.parametrize("command", ["simulate", "ingest", "analyse", "meta", "summarise", "notebooks"])
+@pytest.mark.parametrize(
+    "command", ["simulate", "ingest", "analyse", "meta", "summarise", "notebooks"]
+)
 def test_each_sub_command_documents_every_option(command):
     parser = build_parser()
     sub = parser._subparsers._group_actions[0].choices[command]
@@ -92,8 +94,14 @@ def test_simulate_writes_the_study(tmp_path, capsys):
     ("args", "message"),
     [
         (["analyse", "no-such-study"], "analyse.studies has no study 'no-such-study'"),
-        (["summarise", "etmi-reference", "--processed-root", "/nonexistent"], "not found; run `dvc repro`"),
-        (["notebooks", "etmi-reference", "--processed-root", "/nonexistent"], "not found; run `dvc repro`"),
+        (
+            ["summarise", "etmi-reference", "--processed-root", "/nonexistent"],
+            "not found; run `dvc repro`",
+        ),
+        (
+            ["notebooks", "etmi-reference", "--processed-root", "/nonexistent"],
+            "not found; run `dvc repro`",
+        ),
         (["meta", "--processed-root", "/nonexistent"], "not found; run `backpain analyse"),
     ],
 )

@@ -63,9 +63,15 @@ def test_xlsx_bytes_do_not_depend_on_the_time_of_saving():
 def test_raw_data_hash_covers_every_input_and_the_mapping():
     from pipeline.io import raw_data_sha256
 
-    report = {"provenance": {"input_files": {"a": {"path": "x/a.csv", "sha256": "1" * 64},
-                                             "b": {"path": "x/b.xlsx", "sha256": "2" * 64}},
-                             "study_yaml_sha256": "3" * 64}}
+    report = {
+        "provenance": {
+            "input_files": {
+                "a": {"path": "x/a.csv", "sha256": "1" * 64},
+                "b": {"path": "x/b.xlsx", "sha256": "2" * 64},
+            },
+            "study_yaml_sha256": "3" * 64,
+        }
+    }
     first = raw_data_sha256(report)
     moved = json.loads(json.dumps(report))
     moved["provenance"]["input_files"]["a"]["path"] = "elsewhere/a.csv"  # same bytes, other place

@@ -176,7 +176,6 @@ def defects(reference_dir):
 class TestPlantedDefects:
     """Every defect counted in truth.json is really in the files, and nothing more."""
 
-
     def test_row_count(self, export, defects):
         assert len(export) == defects["rows_exported"]
         assert defects["rows_exported"] == (

@@ -242,14 +242,37 @@ def test_counts_below_five_are_hidden_in_notebook_and_methods_tables():
     from pipeline.notebooks import StudyData
     from pipeline.summarise.render import render_methods
 
-    quarantine = pd.DataFrame({"source_file": ["a.csv"] * 7, "column": ["x"] * 3 + [""] * 4,
-                               "reason": ["out_of_range"] * 3 + ["missing_id"] * 4})
+    quarantine = pd.DataFrame(
+        {
+            "source_file": ["a.csv"] * 7,
+            "column": ["x"] * 3 + [""] * 4,
+            "reason": ["out_of_range"] * 3 + ["missing_id"] * 4,
+        }
+    )
     empty = pd.DataFrame()
     data = StudyData("s", empty, empty, empty, empty, quarantine, {}, empty, "")
     assert set(data.quarantine_summary["count"]) == {"<5"}
-    estimates = pd.DataFrame([{"comparison_id": "c", "method": "ancova", "estimand": "ATE",
-                               "effect_measure": "mean_difference", "term": "a vs b", "estimate": 1.0,
-                               "ci_low": 0.0, "ci_high": 2.0, "p_value": 0.04, "p_holm": 0.08, "n_treated": 3,
-                               "n_control": 40, "model": "OLS", "is_primary": True}])
-    text = render_methods({"study_id": "s", "design": "randomised"}, estimates, pd.DataFrame({"x": [1]}), {})
+    estimates = pd.DataFrame(
+        [
+            {
+                "comparison_id": "c",
+                "method": "ancova",
+                "estimand": "ATE",
+                "effect_measure": "mean_difference",
+                "term": "a vs b",
+                "estimate": 1.0,
+                "ci_low": 0.0,
+                "ci_high": 2.0,
+                "p_value": 0.04,
+                "p_holm": 0.08,
+                "n_treated": 3,
+                "n_control": 40,
+                "model": "OLS",
+                "is_primary": True,
+            }
+        ]
+    )
+    text = render_methods(
+        {"study_id": "s", "design": "randomised"}, estimates, pd.DataFrame({"x": [1]}), {}
+    )
     assert "| <5 + 40 |" in text
