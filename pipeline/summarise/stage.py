@@ -94,7 +94,7 @@ def summarise_study(
     synthetic = bool(report.get("synthetic", False))
     treatment, control = report["arms"]["treatment"], report["arms"]["control"]
     figures = _figures(
-        estimates, participants, outcomes, balance, report, treatment, control, min_cell
+        estimates, participants, outcomes, balance, report, treatment, control, min_cell, naming
     )
     intro = [
         *described.get("intro", []),
@@ -299,15 +299,30 @@ def previous_claims(path: Path, lock_file: str | Path = "dvc.lock") -> list[dict
 
 
 def _figures(
-    estimates, participants, outcomes, balance, report, treatment, control, min_cell
+    estimates, participants, outcomes, balance, report, treatment, control, min_cell, naming
 ) -> list[Figure]:
-    figures = [plot_forest(estimates)]
+    """The study's figures, with arms labelled by their plain names where arms are shown."""
+    renamed = {arm: naming.arm(arm) for arm in participants["arm"].astype(str).unique()}
+    plain_participants = participants.assign(
+        arm=participants["arm"].astype(str).map(renamed).astype("category")
+    )
+    plain_report = {
+        **report,
+        "participants_by_arm": {
+            renamed.get(k, k): v for k, v in report.get("participants_by_arm", {}).items()
+        },
+    }
+    figures = [
+        plot_forest(estimates)
+    ]  # its labels are outcomes and methods; rows match on arm keys
     figures.append(
-        plot_change_by_arm(outcomes, participants, treatment, control, min_cell=min_cell)
+        plot_change_by_arm(
+            outcomes, plain_participants, renamed[treatment], renamed[control], min_cell=min_cell
+        )
     )
     if not balance.empty:
         figures.append(plot_balance(balance))
-    figures.append(plot_flow(report, min_cell=min_cell))
+    figures.append(plot_flow(plain_report, min_cell=min_cell))
     return figures
 
 
