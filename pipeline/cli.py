@@ -231,18 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         sub = commands.add_parser(name, help=help_text, description=description)
         sub.add_argument("study", help="study id: a folder under data/processed/")
-        sub.add_argument(
-            "--params",
-            default="params.yaml",
-            type=Path,
-            help="parameter file (default: %(default)s)",
-        )
-        sub.add_argument(
-            "--processed-root",
-            default=Path("data/processed"),
-            type=Path,
-            help="folder holding data/processed/<study>/ (default: %(default)s)",
-        )
+        _add_params(sub)
+        _add_processed_root(sub)
         if name == "summarise":
             sub.add_argument(
                 "--reports-root",
@@ -258,15 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Pool the comparisons declared under analyse.meta in PARAMS across studies "
         "(DerSimonian-Laird, REML, Paule-Mandel) into data/processed/meta/.",
     )
-    meta.add_argument(
-        "--params", default="params.yaml", type=Path, help="parameter file (default: %(default)s)"
-    )
-    meta.add_argument(
-        "--processed-root",
-        default=Path("data/processed"),
-        type=Path,
-        help="folder holding data/processed/<study>/ (default: %(default)s)",
-    )
+    _add_params(meta)
+    _add_processed_root(meta)
     meta.set_defaults(handler=_run_meta)
 
     notebooks = commands.add_parser(
@@ -288,21 +271,24 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="folder that receives reports/<study>/notebooks/ (default: %(default)s)",
     )
-    notebooks.add_argument(
+    _add_processed_root(notebooks)
+    notebooks.set_defaults(handler=_run_notebooks)
+    return parser
+
+
+def _add_params(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--params", default="params.yaml", type=Path, help="parameter file (default: %(default)s)"
+    )
+
+
+def _add_processed_root(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
         "--processed-root",
         default=Path("data/processed"),
         type=Path,
         help="folder holding data/processed/<study>/ (default: %(default)s)",
     )
-    notebooks.set_defaults(handler=_run_notebooks)
-    return parser
-
-
-def _not_yet(command: str) -> Handler:
-    def handler(args: argparse.Namespace) -> int:
-        raise UserError(f"the {command} stage is not available in this version yet")
-
-    return handler
 
 
 def main(argv: Sequence[str] | None = None) -> int:
