@@ -193,7 +193,13 @@ def test_responders_risk_measures_equal_2x2_arithmetic(
 ) -> None:
     rows = two_by_two[(two_by_two["definition"] == definition)]
     rows = rows[rows["method"] == "responders"].set_index("effect_measure")
-    assert set(rows.index) == {"risk_difference", "risk_ratio", "odds_ratio", "adjusted_odds_ratio"}
+    assert set(rows.index) == {
+        "risk_difference",
+        "risk_ratio",
+        "odds_ratio",
+        "adjusted_odds_ratio",
+        "standardised_risk_difference",
+    }
     b, d = n1 - a, n2 - c
     p1, p2 = a / n1, c / n2
 
@@ -342,3 +348,54 @@ def test_fit_responders_does_not_modify_the_frame() -> None:
     before = frame.data.copy(deep=True)
     fit_responders(frame, sweep=[1.0])
     pd.testing.assert_frame_equal(frame.data, before)
+
+
+# ---------------------------------------------------------------------------------------------
+# standardised (covariate-adjusted) risk difference
+
+
+def test_standardised_risk_difference_of_a_saturated_model_is_the_crude_wald_difference() -> None:
+    """With arm alone the logistic model is saturated: g-computation gives the crude risk
+    difference and the delta-method SE equals the Wald sqrt(p1 q1 / n1 + p0 q0 / n0) (closed form)."""
+    import statsmodels.api as sm
+
+    from pipeline.analysis.frame import TREATED
+    from pipeline.analysis.responders import standardised_risk_difference
+
+    treated = np.r_[np.ones(40), np.zeros(60)]
+    y = np.r_[np.ones(26), np.zeros(14), np.ones(21), np.zeros(39)]
+    X = pd.DataFrame({"const": 1.0, TREATED: treated})
+    fit = sm.GLM(y, X, family=sm.families.Binomial()).fit(cov_type="HC0")
+    srd, se = standardised_risk_difference(X, fit.params.to_numpy(), fit.cov_params().to_numpy())
+    p1, p0 = 26 / 40, 21 / 60
+    assert srd == pytest.approx(p1 - p0, rel=1e-9)
+    assert se == pytest.approx(np.sqrt(p1 * (1 - p1) / 40 + p0 * (1 - p0) / 60), rel=1e-6)
+
+
+def test_standardised_risk_difference_matches_a_numerical_gradient() -> None:
+    """Delta-method SE against a central-difference gradient of the g-computation estimate."""
+    import statsmodels.api as sm
+
+    from pipeline.analysis.frame import TREATED
+    from pipeline.analysis.responders import standardised_risk_difference
+
+    rng = np.random.default_rng(3)
+    n = 400
+    X = pd.DataFrame(
+        {"const": 1.0, TREATED: rng.integers(0, 2, n).astype(float), "age": rng.normal(0, 1, n)}
+    )
+    eta = -0.3 + 0.8 * X[TREATED] + 0.6 * X["age"]
+    y = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(float)
+    fit = sm.GLM(y, X, family=sm.families.Binomial()).fit()
+    b, cov = fit.params.to_numpy(), fit.cov_params().to_numpy()
+    srd, se = standardised_risk_difference(X, b, cov)
+
+    def g(beta: np.ndarray) -> float:
+        return standardised_risk_difference(X, beta, cov)[0]
+
+    step = 1e-6
+    gradient = np.array(
+        [(g(b + step * e) - g(b - step * e)) / (2 * step) for e in np.eye(len(b))]
+    )
+    assert srd == pytest.approx(g(b))
+    assert se == pytest.approx(np.sqrt(gradient @ cov @ gradient), rel=1e-5)

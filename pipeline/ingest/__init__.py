@@ -73,6 +73,14 @@ def run_ingest(
             "control": config.arms.control,
             "all": list(config.arms.labels),
         },
+        "evidence": {
+            "condition": config.condition,
+            "population": dict(config.population),
+            "blinding": config.blinding.model_dump(),
+            "randomised": dict(config.randomised),
+            "analysed_population": config.analysed_population,
+            "risk_of_bias": config.risk_of_bias.model_dump() if config.risk_of_bias else None,
+        },
         "identifiers_removed": {
             name: identifier_columns(table, config) for name, table in tables.items()
         },

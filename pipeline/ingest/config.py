@@ -197,6 +197,29 @@ class SourceSpec(_Strict):
     notes: str | None = None
 
 
+RobJudgement = Literal["low", "some_concerns", "high"]
+
+
+class RiskOfBiasJudgement(_Strict):
+    """One risk-of-bias judgement with its reason (RoB 2 domains or overall; ROBINS-I mapped)."""
+
+    overall: RobJudgement
+    justification: str = Field(min_length=1)
+    domains: dict[str, RobJudgement] = {}
+
+
+class RiskOfBiasSpec(RiskOfBiasJudgement):
+    """Risk of bias of the study: the tool, the overall judgement and per-outcome overrides."""
+
+    tool: Literal["RoB 2", "ROBINS-I"] = "RoB 2"
+    outcomes: dict[str, RiskOfBiasJudgement] = {}
+
+
+class BlindingSpec(_Strict):
+    participants: bool | None = None
+    outcome_assessors: bool | None = None
+
+
 class StudyConfig(_Strict):
     """The validated ``study.yaml``. ``base_dir`` (set by the loader) resolves relative paths."""
 
@@ -218,6 +241,14 @@ class StudyConfig(_Strict):
     covariates: dict[str, CovariateSpec] = {}
     identifiers: list[str] = []
     ignore_columns: list[str] = []
+    # What certainty rating needs to know (GRADE): the condition and population, blinding,
+    # how many joined each arm, whether the export holds completers only, risk of bias.
+    condition: str = "low back pain"
+    population: dict[str, str] = {}
+    blinding: BlindingSpec = BlindingSpec()
+    randomised: dict[str, Annotated[int, Field(ge=1)]] = {}
+    analysed_population: Literal["all", "completers"] = "all"
+    risk_of_bias: RiskOfBiasSpec | None = None
     base_dir: Path = Path(".")
 
     @field_validator("sessions", mode="after")
@@ -227,6 +258,17 @@ class StudyConfig(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> StudyConfig:
+        for arm in self.randomised:
+            if arm not in self.arms.labels:
+                raise ValueError(
+                    f"randomised: arm '{arm}' is not one of the arms ({', '.join(self.arms.labels)})"
+                )
+        for outcome in self.risk_of_bias.outcomes if self.risk_of_bias else {}:
+            if outcome not in self.outcomes:
+                raise ValueError(
+                    f"risk_of_bias.outcomes: '{outcome}' is not one of the outcomes "
+                    f"({', '.join(self.outcomes)})"
+                )
         for name in [*self.timepoints, *self.outcomes, *self.covariates]:
             if not _NAME.match(name):
                 raise ValueError(f"name '{name}' must be snake_case (letters, digits, _)")

@@ -253,6 +253,15 @@ covariates:
   therapist_experience_years: {{type: numeric, column: years_experience, unit: years, range: [0, 60]}}
 identifiers: [full_name, national_id, date_of_birth, phone, email, therapist_name]
 ignore_columns: [data_note]
+condition: low back pain
+population: {{chronicity: chronic, ages: adults}}
+blinding: {{participants: false, outcome_assessors: false}}
+risk_of_bias:
+  tool: ROBINS-I
+  overall: some_concerns
+  justification: >-
+    a clinic cohort: care was chosen, not assigned by chance (adjusted for measured
+    confounders); participants knew their care and rated their own outcomes
 """
 
 

@@ -307,16 +307,26 @@ def split_sentences(text: str) -> list[str]:
 
 def _sentences_with_ids(text: str) -> list[tuple[str, tuple[str, ...]]]:
     """Each sentence of the text with the claim ids written in it."""
+    return [(sentence, ids) for sentence, ids, _ in _sentences_with_claims(text)]
+
+
+def _sentences_with_claims(text: str) -> list[tuple[str, tuple[str, ...], str]]:
+    """Each sentence, its claim ids, and the whole claim it closes: a claim id cites the
+    sentences of its bullet or paragraph since the previous id (a statement and its range)."""
     abbreviations = load_rules().abbreviations
     result = []
     for block in _blocks(text):
         block = _ID_AFTER_STOP.sub(r"\2\1", block)
+        pending: list[str] = []
         for raw_sentence in _split_block(block, abbreviations):
             ids = tuple(CLAIM_ID.findall(raw_sentence))
             sentence = " ".join(_CLAIM_ID_WITH_SPACE.sub("", raw_sentence).split())
             sentence = re.sub(r"\s+(?=[.!?,;:]+$)", "", sentence)
             if re.search(r"\w", sentence):
-                result.append((sentence, ids))
+                pending.append(sentence)
+                result.append((sentence, ids, " ".join(pending)))
+                if ids:
+                    pending = []
     return result
 
 
@@ -784,11 +794,11 @@ def lint_text(text: str, certainties: Mapping[str, str] | None = None) -> list[L
                     f"use one of {', '.join(GRADES)}"
                 )
     issues: list[LintIssue] = []
-    for sentence, claim_ids in _sentences_with_ids(text):
+    for sentence, claim_ids, claim_text in _sentences_with_claims(text):
         if certainties is not None:
             for claim_id in claim_ids:
                 if claim_id in certainties:
-                    issues.extend(check_certainty(sentence, certainties[claim_id]))
+                    issues.extend(check_certainty(claim_text, certainties[claim_id]))
                 else:
                     issues.append(
                         LintIssue(

@@ -29,11 +29,15 @@ CERTAINTY_MEANING = {
 }
 
 
-def render_fact_sheet(title: str, claims: pd.DataFrame, synthetic: bool) -> str:
+def render_fact_sheet(
+    title: str, claims: pd.DataFrame, synthetic: bool, condition: str = ""
+) -> str:
     """The "What the evidence shows" bullets of a patient fact sheet, each with its claim id."""
     lines = [f"# What the evidence shows: {title}", ""]
     if synthetic:
         lines += ["_Demonstration data. These are not real patients._", ""]
+    if condition:
+        lines += [f"For people with {condition}.", ""]
     for _, claim in claims.iterrows():
         lines.append(f"- {claim['sentence']} [{claim['claim_id']}]")
     lines.append("")
@@ -66,13 +70,14 @@ def render_summary(
     ]
     for level in used:
         lines.append(f"- **{CERTAINTY_WORDS[level]}.** {CERTAINTY_MEANING[level]}")
-    lines += ["", "Each finding and why we are less sure of it:", ""]
+    lines += ["", "Each finding and what we checked:", ""]
     for number, (_, claim) in enumerate(claims.iterrows(), start=1):
-        reasons = list(claim["certainty_reasons"])
-        why = (
-            " ".join(f"{_sentence_case(r)}." for r in reasons) if reasons else "Nothing lowered it."
-        )
-        lines.append(f"{number}. {CERTAINTY_WORDS[claim['certainty']]}. {why}")
+        lines.append(f"{number}. {CERTAINTY_WORDS[claim['certainty']]}.")
+        for row in claim.get("grade", []) or []:
+            lines.append(
+                f"    - {DOMAIN_WORDS.get(row['domain'], row['domain'])}: "
+                f"{_judgement_words(row)}. {_sentence_case(row['reason'])}."
+            )
     if figures:
         lines += ["", "## Pictures", ""]
         for file_name, figure_title, alt in figures:
@@ -228,6 +233,29 @@ def _count(value: float, min_cell: int = 5) -> str:
     """A count for a published table: below ``min_cell`` (but above 0) it is shown as "<min_cell"."""
     count = int(value)
     return f"<{min_cell}" if 0 < count < min_cell else str(count)
+
+
+DOMAIN_WORDS = {
+    "risk_of_bias": "Flaws in how the study was done",
+    "imprecision": "How exact the result is",
+    "inconsistency": "Whether results agree",
+    "indirectness": "How well the study fits the question",
+    "publication_bias": "Studies that may be missing",
+    "rating_up": "Reasons to be more sure",
+    "consistency_with_scale": "Fit with the scores",
+}
+
+
+def _judgement_words(row: dict[str, Any]) -> str:
+    """A GRADE judgement in plain words, with the levels it moved the rating."""
+    down = int(row["levels_down"])
+    if row["judgement"] == "not assessed":
+        return "not checked" + (f" (down {down})" if down > 0 else "")
+    if down > 0:
+        return f"a concern (down {down})"
+    if down < 0:
+        return f"more sure (up {-down})"
+    return "no concern"
 
 
 def _sentence_case(text: str) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -21,7 +22,13 @@ from pipeline.errors import InputFileError, UserError
 from pipeline.io import raw_data_sha256, sha256_files, to_json_text, write_csv_frame, write_text
 from pipeline.notebooks import covariate_columns
 from pipeline.provenance import git_commit, software_versions
-from pipeline.summarise.claims import NamingRules, build_claims, build_meta_claims
+from pipeline.summarise.claims import (
+    NamingRules,
+    StudyFacts,
+    build_claims,
+    build_meta_claims,
+    meta_question_mismatch,
+)
 from pipeline.summarise.figures import (
     Figure,
     plot_balance,
@@ -31,7 +38,13 @@ from pipeline.summarise.figures import (
     plot_meta_forest,
     save_figure,
 )
-from pipeline.summarise.lint import LintIssue, lint_text
+from pipeline.summarise.lint import (
+    LintIssue,
+    count_words,
+    lint_text,
+    reading_grade,
+    split_sentences,
+)
 from pipeline.summarise.render import (
     render_claims_changes,
     render_fact_sheet,
@@ -40,6 +53,7 @@ from pipeline.summarise.render import (
     render_summary,
 )
 from pipeline.summarise.tables import suppress, table_one
+from pipeline.summarise.wording import format_number
 
 
 @dataclass(frozen=True)
@@ -84,22 +98,32 @@ def summarise_study(
     """
     study = report["study_id"]
     min_cell = int(settings.get("min_cell", 5))
-    naming = NamingRules(**settings.get("names", {}))
-    claims = build_claims(estimates, participants, naming, min_cell)
+    described = settings.get("studies", {}).get(study, {})
+    naming = NamingRules(**settings.get("names", {})).merged(described.get("names"))
+    check_names(naming, study)
+    facts = StudyFacts.from_report(
+        report,
+        described.get("question", settings.get("question", {})),
+        described.get("thresholds", {}),
+    )
+    claims = build_claims(estimates, participants, naming, min_cell, facts)
     claims = _suppress_small_counts(claims, min_cell).assign(
         git_commit=provenance.get("git_commit", "")
     )
-    described = settings.get("studies", {}).get(study, {})
     title = described.get("title", report.get("title", study))
     synthetic = bool(report.get("synthetic", False))
     treatment, control = report["arms"]["treatment"], report["arms"]["control"]
     figures = _figures(
         estimates, participants, outcomes, balance, report, treatment, control, min_cell, naming
     )
+    covariates = covariate_columns(participants)
+    table1 = table_one(participants, outcomes, treatment, control, covariates, min_cell)
     intro = [
         *described.get("intro", []),
+        f"The people in it had {facts.condition}.",
         _arms_sentence(report, naming),
         _design_sentence(report["design"]),
+        balance_sentence(table1),
         _size_sentence(participants, min_cell),
     ]
     summary = render_summary(
@@ -109,13 +133,13 @@ def summarise_study(
         [(f"{f.name}.png", _figure_title(f.name), _plain_alt(f.name)) for f in figures],
         synthetic,
     )
-    fact_sheet = render_fact_sheet(title, claims, synthetic)
+    fact_sheet = render_fact_sheet(title, claims, synthetic, facts.condition)
     certainties = dict(zip(claims["claim_id"], claims["certainty"], strict=True))
-    issues = lint_text(summary, certainties) + [
-        i for i in lint_text(fact_sheet, certainties) if i.rule != "reading_grade"
-    ]
-    covariates = covariate_columns(participants)
-    table1 = table_one(participants, outcomes, treatment, control, covariates, min_cell)
+    issues = (
+        lint_text(summary, certainties)
+        + [i for i in lint_text(fact_sheet, certainties) if i.rule != "reading_grade"]
+        + check_bullets(claims)
+    )
     methods = render_methods({**report, "title": title}, estimates, table1, provenance)
     methods += "\n## Figures (detailed descriptions)\n\n" + "".join(
         f"- figures/{f.name}.png: {f.alt_text}\n" for f in figures
@@ -192,19 +216,29 @@ def run_summarise_meta(
         raise InputFileError(f"{path}: not found; run `backpain meta` first")
     pooled = pd.read_parquet(path)
     naming = NamingRules(**params.get("names", {}))
-    claims = build_meta_claims(pooled, naming, params.get("meta", {})).assign(
+    arm_classes = params.get("arm_classes", {})
+    claims = build_meta_claims(pooled, naming, params.get("meta", {}), arm_classes).assign(
         git_commit=git_commit()
     )
     certainties = dict(zip(claims["claim_id"], claims["certainty"], strict=True))
-    figures = [
-        plot_meta_forest(rows, name=f"meta_forest_{meta_id}")
-        for meta_id, rows in pooled.groupby("meta_id")
-    ]
     descriptions = pooled.groupby("meta_id")["meta_description"].first()
-    intro = [
-        "This page puts studies together to see what they show as a whole.",
-        "The studies tested different treatments, so read the results with care.",
-    ]
+    intro = ["This page puts studies side by side to see what they show as a whole."]
+    figures = []
+    for meta_id, rows in pooled.groupby("meta_id", sort=True):
+        members = rows[rows["method"] == "study"]
+        problems = meta_question_mismatch(members, arm_classes)
+        if not problems:
+            figures.append(plot_meta_forest(rows, name=f"meta_forest_{meta_id}"))
+            continue
+        # no pooled number and no pooled diamond: the studies side by side only
+        intro.append("We did not put these studies together.")
+        intro += [f"{problem[0].upper()}{problem[1:]}." for problem in problems]
+        for _, member in members.iterrows():
+            side = "lower" if member["estimate"] < 0 else "higher"
+            intro.append(
+                f"In {member['study_id']}, scores were about "
+                f"{format_number(member['estimate'], 1)} standard units {side}."
+            )
     summary = render_summary(
         "Putting the studies together",
         intro,
@@ -226,6 +260,7 @@ def run_summarise_meta(
             + "\n  ".join(f"{i.rule}: {i.message} -- {i.sentence}" for i in issues)
         )
     out = Path(reports_root) / "meta"
+    (out / "figures").mkdir(parents=True, exist_ok=True)
     images = {}
     for figure in figures:
         images[f"{figure.name}.png"] = save_figure(
@@ -357,10 +392,80 @@ def _arms_sentence(report: dict[str, Any], naming: NamingRules) -> str:
 
 def _design_sentence(design: str) -> str:
     if design == "randomised":
-        return (
-            "Chance decided which group each person joined, so the groups were alike at the start."
-        )
+        return "Chance decided which group each person joined."
     return "People were not put into groups by chance, so the groups may differ in other ways."
+
+
+SMD_NOTABLE = 0.1  # Austin PC, Stat Med 2009;28:3083-107: |SMD| > 0.1 is a meaningful imbalance
+SMD_LARGE = 0.5
+
+
+def balance_sentence(table1: pd.DataFrame) -> str:
+    """How alike the compared groups were at the start, in words, from Table 1's SMDs.
+
+    Never fixed text: "alike" only when every standardised difference is at most 0.1; above
+    0.1 the characteristics are named, above 0.5 the difference is called large.
+    """
+    smd = pd.to_numeric(table1["smd"], errors="coerce")
+    names = table1["characteristic"].replace("", np.nan).ffill().fillna("")
+    frame = pd.DataFrame({"name": names, "smd": smd.abs()}).dropna()
+    if frame.empty:
+        return "We could not check how alike the groups were at the start."
+    worst = frame.groupby("name", sort=False)["smd"].max()
+    large = [n.lower() for n, v in worst.items() if v > SMD_LARGE]
+    notable = [n.lower() for n, v in worst.items() if SMD_NOTABLE < v <= SMD_LARGE]
+    if large:
+        return f"At the start, the groups differed a lot in {_listing(large)}."
+    if notable:
+        return f"At the start, the groups differed a little in {_listing(notable)}."
+    return "At the start, the groups were alike in the things we measured."
+
+
+def _listing(items: list[str], limit: int = 3) -> str:
+    shown = items[:limit]
+    if len(items) > limit:
+        return ", ".join(shown) + " and other things"
+    return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + f" and {shown[-1]}"
+
+
+MAX_NAME_WORDS = {"arms": 4, "outcomes": 4, "timepoints": 3}
+
+
+def check_names(naming: NamingRules, study: str) -> None:
+    """Refuse plain names that would make claim sentences too long, at configuration time."""
+    for section, limit in MAX_NAME_WORDS.items():
+        for key, name in getattr(naming, section).items():
+            words = len(str(name).split())
+            if words > limit:
+                raise UserError(
+                    f"params.yaml summarise.names.{section}.{key} (study {study}): "
+                    f'"{name}" has {words} words; use at most {limit} so every claim '
+                    "sentence stays within 20 words"
+                )
+
+
+MAX_BULLET_GRADE = 6.0
+
+
+def check_bullets(claims: pd.DataFrame) -> list[LintIssue]:
+    """Every fact-sheet bullet at most grade 6 (Flesch-Kincaid) and 20 words per sentence."""
+    issues = []
+    for sentence in claims["sentence"]:
+        grade = reading_grade(sentence)
+        if grade > MAX_BULLET_GRADE:
+            issues.append(
+                LintIssue(
+                    "reading_grade",
+                    sentence,
+                    f"bullet reads at grade {grade:.1f} (limit {MAX_BULLET_GRADE:g})",
+                )
+            )
+        for part in split_sentences(sentence):
+            if count_words(part) > 20:
+                issues.append(
+                    LintIssue("sentence_length", part, f"{count_words(part)} words (limit 20)")
+                )
+    return issues
 
 
 def _size_sentence(participants: pd.DataFrame, min_cell: int) -> str:

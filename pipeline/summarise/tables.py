@@ -87,28 +87,42 @@ def table_one(
             if isinstance(values.dtype, pd.CategoricalDtype)
             else sorted(values.dropna().astype(str).unique())
         )
+        cells_by_level = {
+            level: {
+                a: _count_percent(
+                    values.astype(str)[arm == a] == str(level), values[arm == a].notna(), min_cell
+                )
+                for a in arms
+            }
+            for level in levels
+        }
+        # secondary suppression: one withheld level of an arm could be recomputed from the
+        # others and the arm's total, and a level's SMD gives its share back: withhold them all
+        hidden = {a for a in arms if any(c[a].startswith("<") for c in cells_by_level.values())}
         for i, level in enumerate(levels):
             is_level = values.astype(str) == str(level)
             cells = {
-                a: _count_percent(is_level[arm == a], values[arm == a].notna(), min_cell)
-                for a in arms
+                a: (f"<{min_cell} in a level" if a in hidden else cell)
+                for a, cell in cells_by_level[level].items()
             }
             rows.append(
                 {
                     "characteristic": _label(column) if i == 0 else "",
                     "level": str(level),
                     **cells,
-                    "smd": _smd_binary(
+                    "smd": ""
+                    if hidden
+                    else _smd_binary(
                         is_level[(arm == treatment) & values.notna()],
                         is_level[(arm == control) & values.notna()],
                     ),
                     "missing": missing if i == 0 else "",
                 }
             )
+    sizes = arm.value_counts()
     for (outcome, timepoint), share in _missing_share(outcomes, participants).items():
         cells = {
-            a: f"{share.get(a, np.nan):.0%}" if np.isfinite(share.get(a, np.nan)) else ""
-            for a in arms
+            a: _missing_percent(share.get(a, np.nan), int(sizes.get(a, 0)), min_cell) for a in arms
         }
         rows.append(
             {
@@ -152,6 +166,17 @@ def _missing_share(
             a: 1 - present.get(a, 0) / n for a, n in sizes.items() if n
         }
     return out
+
+
+def _missing_percent(share: float, n: int, min_cell: int) -> str:
+    """Share of an arm without a value; withheld when it stands for fewer than ``min_cell``
+    people (or leaves fewer than ``min_cell`` with a value), since the arm's n is published."""
+    if not np.isfinite(share):
+        return ""
+    count = round(share * n)
+    if 0 < count < min_cell or 0 < n - count < min_cell:
+        return f"<{min_cell} people"
+    return f"{share:.0%}"
 
 
 def _mean_sd(values: pd.Series) -> str:

@@ -1,153 +1,84 @@
-"""Plain-language sentences from estimates, by rule (no free-text generation).
+"""Plain-language sentences from estimates, by rule: GRADE informative statements.
 
-The sentence of an estimate is fixed by four things:
+Santesso N, Glenton C, Dahm P, et al. GRADE guidelines 26: informative statements to
+communicate the findings of systematic reviews of interventions. J Clin Epidemiol
+2020;119:126-35. A claim is one statement sentence and one or two short number sentences:
 
-Sentences stay under 25 words: the numbers in brackets give the point estimate only; the
-interval is in the claim's numbers and the report's tables.
+* the **verb** comes from the certainty: high "reduces", moderate "probably reduces", low
+  "may reduce", very low "We are uncertain whether ... reduces";
+* the **size word** from the category of the effect against the thresholds of
+  ``registry/grade.yaml`` (:func:`pipeline.summarise.certainty.size_category`): small
+  "slightly", moderate no adverb, large "a lot"; "makes little or no difference to" only when
+  the whole interval lies within +/- the small threshold; an interval that includes no
+  difference and an important effect states no direction ("We are uncertain whether");
+* the **range** follows in plain words in the next sentence: "Scores were about 4 points
+  higher on a 0 to 100 scale. The likely range is 3 to 5 points higher." Responders are
+  "x in 100 people" in both arms with the absolute difference;
+* numbers are rounded half away from zero (2.5 -> 3), whole numbers on 0-100 scales and in
+  100 people, one decimal on 0-10 scales.
 
-* **direction**: benefit or harm in the outcome's good direction (function up; pain,
-  fear-avoidance and sessions down);
-* **size against the MCID**: "noticeably" (at least the MCID: a change most people notice),
-  "a little" (half to one MCID), "slightly" (less than half);
-* **where the interval lies**: within +/- MCID of no difference ("makes little or no
-  difference"); excluding no difference (a direction can be stated); otherwise the result is
-  too imprecise to state a direction and the sentence says we are uncertain;
-* **certainty** (:mod:`pipeline.summarise.certainty`) picks the verb form: high "reduces",
-  moderate "probably reduces", low "may reduce", very low "We are uncertain whether ...".
-
-A wide interval never becomes "no effect". Numbers are given in the outcome's own points on
-its scale ("about 4 points on a 0 to 100 scale") and proportions as "about 3 in 10 people".
+A wide interval never becomes "no effect". Every sentence stays at most 20 words and each
+bullet at about a US grade-6 reading level; tests check this over all shipped studies and
+over generated names (hypothesis).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
+from decimal import ROUND_HALF_UP, Decimal
 
 from pipeline.summarise.certainty import Certainty
 
-# Effect verbs: (third person, base form) for benefit and harm, by kind of outcome.
+# Effect verbs: (third person, base form) for up and down, by kind of outcome.
 _VERBS = {
-    "higher_better": {"benefit": ("improves", "improve"), "harm": ("worsens", "worsen")},
-    "higher_worse": {"benefit": ("reduces", "reduce"), "harm": ("increases", "increase")},
+    ("higher_better", "up"): ("improves", "improve"),
+    ("higher_better", "down"): ("worsens", "worsen"),
+    ("higher_worse", "up"): ("increases", "increase"),
+    ("higher_worse", "down"): ("reduces", "reduce"),
 }
 _NO_DIFFERENCE = ("makes little or no difference to", "make little or no difference to")
 _HEDGE = {"high": "", "moderate": "probably ", "low": "may "}
+SIZE_WORDS = {"trivial": "", "small": "slightly", "moderate": "", "large": "a lot"}
+MAX_SENTENCE_WORDS = 20
 
 
 @dataclass(frozen=True)
 class Names:
-    """Plain names of the arms and outcomes of a study."""
+    """Plain names of the arms, outcome and timepoint of a claim."""
 
     treatment: str
     control: str
     outcome: str
-    scale_max: float  # top of the outcome's scale: "out of 100"
-    unit: str = "points"
+    timepoint: str = ""  # "at 10 weeks", "after treatment" ("" when said once in the report)
+    condition: str = ""
 
 
 @dataclass(frozen=True)
-class Numbers:
-    """The numbers a sentence rests on (on the outcome's canonical scale)."""
+class Statement:
+    """What a claim states: direction (``up``/``down``/``little_or_no_difference``/``uncertain``),
+    size category, and the outcome's good direction."""
 
-    estimate: float
-    ci_low: float
-    ci_high: float
-    mcid: float | None
+    direction: str
+    size: str
     higher_is_better: bool
-    ratio: bool = False  # rate ratios: 1 = no difference
 
 
-def direction(numbers: Numbers) -> str:
-    """``benefit`` or ``harm`` of the point estimate."""
-    null = 1.0 if numbers.ratio else 0.0
-    up = numbers.estimate > null
-    return "benefit" if up == numbers.higher_is_better else "harm"
+def round_half_away(value: float, digits: int = 0) -> float:
+    """Round half away from zero (2.5 -> 3, -2.5 -> -3), unlike Python's round-half-even."""
+    quantum = Decimal(1).scaleb(-digits)
+    rounded = Decimal(repr(abs(value))).quantize(quantum, rounding=ROUND_HALF_UP)
+    return float(rounded) if value >= 0 else -float(rounded)
 
 
-def interval_case(numbers: Numbers) -> str:
-    """``excludes_null``, ``within_mcid`` or ``imprecise`` (fits no difference and an important effect)."""
-    null = 1.0 if numbers.ratio else 0.0
-    if numbers.ci_low > null or numbers.ci_high < null:
-        return "excludes_null"
-    if (
-        numbers.mcid is not None
-        and numbers.ci_low > null - numbers.mcid
-        and numbers.ci_high < null + numbers.mcid
-    ):
-        return "within_mcid"
-    return "imprecise"
+def format_number(value: float, digits: int) -> str:
+    """A magnitude as written in a sentence, rounded half away from zero."""
+    rounded = round_half_away(abs(value), digits)
+    return f"{rounded:.{digits}f}"
 
 
-def size_words(numbers: Numbers) -> str:
-    """How big the point estimate is against the MCID, in words ("" when no MCID is known)."""
-    if numbers.mcid is None or numbers.ratio:
-        return ""
-    ratio = abs(numbers.estimate) / numbers.mcid
-    if ratio >= 1:
-        return "noticeably"
-    if ratio >= 0.5:
-        return "a little"
-    return "slightly"
-
-
-def points(value: float) -> str:
-    """A number of points as people say it: whole numbers from 2 up, one decimal below."""
-    value = abs(value)
-    if value >= 2:
-        return f"{value:.0f}"
-    if value < 0.05:
-        return "less than 0.1"
-    return f"{value:.1f}"
-
-
-def render_effect(
-    numbers: Numbers,
-    names: Names,
-    certainty: Certainty,
-    detail: str | None = None,
-    prefix: str = "",
-    max_words: int = 25,
-) -> str:
-    """The claim sentence of a difference between two arms (at most ``max_words`` words).
-
-    The verb form always matches ``certainty.level``; when the interval is too wide to state
-    a direction, the caller must pass a very-low certainty (see
-    :func:`pipeline.summarise.claims.build_claims`). When the full sentence is too long, the
-    size word, then the scale in the brackets, are dropped (the claim's numbers keep them).
-    """
-    case = interval_case(numbers)
-    kind = "higher_better" if numbers.higher_is_better else "higher_worse"
-    verb = _NO_DIFFERENCE if case == "within_mcid" else _VERBS[kind][direction(numbers)]
-    size = size_words(numbers) if case == "excludes_null" else ""
-    details = [detail] if detail else [_detail(numbers, names), _detail(numbers, names, short=True)]
-    variants = [(size, d) for d in details] + [("", d) for d in details]
-    for size_word, detail_text in variants:
-        sentence = _effect_sentence(case, verb, size_word, detail_text, names, certainty, prefix)
-        if word_count(sentence) <= max_words:
-            return sentence
-    return sentence
-
-
-def _effect_sentence(
-    case: str,
-    verb: tuple[str, str],
-    size: str,
-    detail: str,
-    names: Names,
-    certainty: Certainty,
-    prefix: str,
-) -> str:
-    object_ = f"{names.outcome} {size}".strip()
-    if certainty.level == "very_low":
-        phrase = f"changes {names.outcome}" if case == "within_mcid" else f"{verb[0]} {object_}"
-        body = f"we are uncertain whether {names.treatment} {phrase} compared with {names.control} ({detail})."
-    else:
-        hedge = _HEDGE[certainty.level]
-        verb_form = verb[0] if certainty.level in ("high", "moderate") else verb[1]
-        body = f"{names.treatment} {hedge}{verb_form} {object_} compared with {names.control} ({detail})."
-    return capitalise(prefix + body)
+def digits_for(scale_max: float) -> int:
+    """One decimal on 0-10 scales, whole numbers on 0-100 scales."""
+    return 1 if scale_max <= 10 else 0
 
 
 def word_count(sentence: str) -> int:
@@ -159,49 +90,115 @@ def capitalise(sentence: str) -> str:
     return sentence[:1].upper() + sentence[1:]
 
 
-def render_responders(
-    risk_treated: float,
-    risk_control: float,
-    events: tuple[int, int],
+def render_statement(
+    statement: Statement,
     names: Names,
     certainty: Certainty,
-    case: str,
-    min_cell: int = 5,
-    prefix: str = "",
+    subject: str | None = None,
+    timepoint_inline: bool = True,
 ) -> str:
-    """The claim sentence of a responder comparison ("... compared with usual care (6 vs 4 in 10)")."""
-    if min(events) < min_cell:
-        counts = "too few people improved to give numbers"
-    else:
-        counts = f"{_tenths(risk_treated)} vs {_tenths(risk_control)} in 10"
-    more = "increases" if risk_treated >= risk_control else "decreases"
-    uncertain = certainty.level == "very_low" or case != "excludes_null"
-    if uncertain:
-        opening = f"{prefix}we are uncertain whether {names.treatment} changes"
-    else:
-        verb = {"high": more, "moderate": f"probably {more}", "low": f"may {more[:-1]}"}[
-            certainty.level
-        ]
-        opening = f"{prefix}{names.treatment} {verb}"
-    subject = f"how many people improve {names.outcome} noticeably"
-    # One form only: a shorter one would leave it unclear which count belongs to which arm.
-    # A sentence over the limit fails the plain-language lint, which stops `dvc repro`.
-    return capitalise(f"{opening} {subject}, compared with {names.control} ({counts}).")
+    """The statement sentence: verb from certainty, size word from the category.
 
-
-def _tenths(risk: float) -> str:
-    tenths = int(np.floor(risk * 10 + 0.5))
-    return "less than 1" if tenths == 0 else str(tenths)
-
-
-def _detail(numbers: Numbers, names: Names, short: bool = False) -> str:
-    """The number in brackets: the estimate in points out of the scale's top.
-
-    The likely range (the confidence interval) stays out of the sentence to keep it short; the
-    certainty wording carries the uncertainty and the claim's numbers hold the interval.
+    ``timepoint_inline=False`` says the timepoint in its own short sentence first ("This is
+    five years later."), for names that would make the statement too long or hard to read.
+    ``subject`` replaces the outcome phrase (responders: "how many people have much less back
+    pain"); the effect verb is then "increases"/"reduces".
     """
-    amount = points(numbers.estimate)
-    amount = amount if amount.startswith("less") else f"about {amount}"
-    if short:
-        return f"{amount} {names.unit}"
-    return f"{amount} {names.unit} out of {names.scale_max:g}"
+    kind = "higher_better" if statement.higher_is_better else "higher_worse"
+    if subject is not None:
+        kind = "higher_worse"
+    object_ = subject if subject is not None else names.outcome
+    if statement.direction in ("little_or_no_difference", "uncertain"):
+        verb = _NO_DIFFERENCE
+        size = ""
+    else:
+        verb = _VERBS[(kind, statement.direction)]
+        size = SIZE_WORDS.get(statement.size, "")
+    when = f"{names.timepoint}, " if names.timepoint and timepoint_inline else ""
+    lead = "" if timepoint_inline or not names.timepoint else f"This is {names.timepoint}. "
+    if certainty.level == "very_low" or statement.direction == "uncertain":
+        # no size word: at very low certainty the size is as unsure as the direction
+        phrase = (
+            f"changes {object_}" if statement.direction == "uncertain" else f"{verb[0]} {object_}"
+        )
+        body = f"{when}we are uncertain whether {names.treatment} {phrase} compared with {names.control}."
+    else:
+        hedge = _HEDGE[certainty.level]
+        verb_form = verb[0] if certainty.level in ("high", "moderate") else verb[1]
+        body = f"{when}{names.treatment} {hedge}{verb_form} {object_} {size}".rstrip()
+        body += f" compared with {names.control}."
+    return lead.capitalize() + capitalise(" ".join(body.split()))
+
+
+def render_range(
+    estimate: float, ci_low: float, ci_high: float, scale_max: float, unit: str = "points"
+) -> tuple[str, list[str]]:
+    """The number sentences of a difference on a scale, and the numbers they show.
+
+    "Scores were about 4 points higher on a 0 to 100 scale. The true difference could be 3 to
+    5 points higher." When the interval includes no difference, its ends are named by side:
+    "could be 1 point lower to 3 points higher".
+    """
+    digits = digits_for(scale_max)
+    top = format_number(scale_max, 0)
+    shown_estimate = format_number(estimate, digits)
+    if float(shown_estimate) == 0:
+        first = f"Scores were about the same on a 0 to {top} scale."
+    else:
+        side = "higher" if estimate > 0 else "lower"
+        first = f"Scores were about {shown_estimate} {unit} {side} on a 0 to {top} scale."
+    low, high = format_number(ci_low, digits), format_number(ci_high, digits)
+    # a bound that rounds to 0 is said as 0 on the other bound's side ("0 to 5 points higher")
+    if float(low) == 0 and ci_high > 0:
+        ci_low = 0.0
+    elif float(high) == 0 and ci_low < 0:
+        ci_high = 0.0
+    if ci_low >= 0 < ci_high or ci_high <= 0 > ci_low:
+        side = "higher" if ci_high > 0 else "lower"
+        near, far = (low, high) if ci_high > 0 else (high, low)
+        second = f"The likely range is {near} to {far} {unit} {side}."
+    else:
+        second = f"The likely range is {low} {unit} lower to {high} {unit} higher."
+    return f"{first} {second}", [shown_estimate, top, low, high]
+
+
+def render_ratio_range(
+    ratio: float, ci_low: float, ci_high: float, mean_treated: float, mean_control: float
+) -> tuple[str, list[str]]:
+    """Number sentences of a rate ratio: the two averages and the percent change with its range."""
+    treated, control = format_number(mean_treated, 1), format_number(mean_control, 1)
+    first = f"People had about {treated} vs {control} sessions on average."
+
+    def percent(value: float) -> str:
+        return format_number((value - 1) * 100, 0)
+
+    if ci_high < 1 or ci_low > 1:
+        side = "fewer" if ratio < 1 else "more"
+        near, far = (ci_high, ci_low) if ratio < 1 else (ci_low, ci_high)
+        second = (
+            f"That is about {percent(ratio)}% {side}. The likely range is {percent(near)}% to "
+            f"{percent(far)}% {side}."
+        )
+        shown = [treated, control, percent(ratio), percent(near), percent(far)]
+    else:
+        second = f"The likely range is {percent(ci_low)}% fewer to {percent(ci_high)}% more."
+        shown = [treated, control, percent(ci_low), percent(ci_high)]
+    return f"{first} {second}", shown
+
+
+def render_responder_range(
+    risk_treated: float, risk_control: float, ci_low: float, ci_high: float
+) -> tuple[str, list[str]]:
+    """Number sentences of a responder comparison: x in 100 people in each arm, and the
+    absolute difference with its range (all per 100 people, rounded half away from zero)."""
+    treated = format_number(risk_treated * 100, 0)
+    control = format_number(risk_control * 100, 0)
+    first = f"About {treated} in 100 people did, vs {control} in 100."
+    low, high = format_number(ci_low * 100, 0), format_number(ci_high * 100, 0)
+    if ci_low > 0 or ci_high < 0:
+        side = "more" if ci_low > 0 else "fewer"
+        near, far = (low, high) if ci_low > 0 else (high, low)
+        second = f"The likely range is {near} to {far} {side} in 100."
+    else:
+        second = f"The likely range is {low} fewer to {high} more in 100."
+    return f"{first} {second}", [treated, control, low, high]
