@@ -394,8 +394,6 @@ def test_standardised_risk_difference_matches_a_numerical_gradient() -> None:
         return standardised_risk_difference(X, beta, cov)[0]
 
     step = 1e-6
-    gradient = np.array(
-        [(g(b + step * e) - g(b - step * e)) / (2 * step) for e in np.eye(len(b))]
-    )
+    gradient = np.array([(g(b + step * e) - g(b - step * e)) / (2 * step) for e in np.eye(len(b))])
     assert srd == pytest.approx(g(b))
     assert se == pytest.approx(np.sqrt(gradient @ cov @ gradient), rel=1e-5)

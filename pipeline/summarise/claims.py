@@ -51,6 +51,16 @@ DEMO_PREFIX = "Demonstration data: not real people. "
 _SLUG = re.compile(r"[^a-z0-9]+")
 
 
+# Plain default names of the canonical domains (params.yaml names override them).
+PLAIN_OUTCOMES = {
+    "function": "daily function",
+    "fear_avoidance": "fear of movement",
+    "pain_interference": "how much pain gets in the way",
+    "leg_pain": "leg pain",
+    "sessions": "the number of sessions",
+}
+
+
 @dataclass(frozen=True)
 class NamingRules:
     """Plain names from ``params.yaml`` (``summarise.names``, overridden per study)."""
@@ -70,7 +80,7 @@ class NamingRules:
             return self.outcomes[key]
         if key == "pain" and condition:
             return self.conditions.get(condition, condition)
-        return key.replace("_", " ")
+        return PLAIN_OUTCOMES.get(key, key.replace("_", " "))
 
     def timepoint(self, key: str | None) -> str:
         return self.timepoints.get(key or "", (key or "").replace("_", " "))
@@ -311,13 +321,16 @@ def _effect_claim(
         better = "higher" if statement.higher_is_better else "lower"
         units = f"points on a 0-{scale_max:g} scale, {better} = better"
     sentence = readable(
-        lambda inline: (
+        lambda inline, apart: (
             _prefix(row)
             + lead
-            + render_statement(statement, names, certainty, timepoint_inline=inline)
+            + render_statement(
+                statement, names, certainty, timepoint_inline=inline, comparator_apart=apart
+            )
             + " "
             + numbers_text
-        )
+        ),
+        *STATEMENT_FORMS,
     )
     return _claim(
         row,
@@ -417,7 +430,7 @@ def _responder_claim(
         "effect_measure": str(row["effect_measure"]),
     }
     sentence = readable(
-        lambda inline, who: (
+        lambda inline, who, apart: (
             _prefix(row)
             + render_statement(
                 plain_statement,
@@ -425,19 +438,21 @@ def _responder_claim(
                 certainty,
                 f"how many {who}have {change} {names.outcome}",
                 timepoint_inline=inline,
+                comparator_apart=apart,
             )
             + " "
             + numbers_text
         ),
-        (True, "people "),
-        (False, "people "),
-        (False, ""),
+        *[(inline, "people ", apart) for inline, apart in STATEMENT_FORMS],
+        (False, "", True),
     )
     return _claim(row, "responders", sentence, certainty, statement, names, shown, numbers)
 
 
 MAX_WORDS = 20
 MAX_GRADE = 6.0
+# (timepoint in the statement, comparator in its own sentence), tried in order
+STATEMENT_FORMS = ((True, False), (False, False), (True, True), (False, True))
 
 
 def is_readable(text: str) -> bool:
@@ -451,7 +466,7 @@ def readable(build: Callable[..., str], *variants: tuple[Any, ...]) -> str:
     """The first readable form of a claim among ``variants`` (arguments of ``build``), by
     default: timepoint in the statement, else in its own sentence. The last is the fallback
     (a test over all studies and generated names checks it is readable too)."""
-    variants = variants or ((True,), (False,))
+    variants = variants or STATEMENT_FORMS
     for arguments in variants:
         text = build(*arguments)
         if is_readable(text):

@@ -96,11 +96,13 @@ def render_statement(
     certainty: Certainty,
     subject: str | None = None,
     timepoint_inline: bool = True,
+    comparator_apart: bool = False,
 ) -> str:
     """The statement sentence: verb from certainty, size word from the category.
 
     ``timepoint_inline=False`` says the timepoint in its own short sentence first ("This is
-    five years later."), for names that would make the statement too long or hard to read.
+    five years later."), and ``comparator_apart=True`` the comparator after it ("This is
+    compared with usual care."), for names that would make the statement too long or hard to read.
     ``subject`` replaces the outcome phrase (responders: "how many people have much less back
     pain"); the effect verb is then "increases"/"reduces".
     """
@@ -121,11 +123,14 @@ def render_statement(
         phrase = (
             f"changes {object_}" if statement.direction == "uncertain" else f"{verb[0]} {object_}"
         )
-        body = f"{when}we are uncertain whether {names.treatment} {phrase} compared with {names.control}."
+        body = f"{when}we are uncertain whether {names.treatment} {phrase}"
     else:
         hedge = _HEDGE[certainty.level]
         verb_form = verb[0] if certainty.level in ("high", "moderate") else verb[1]
         body = f"{when}{names.treatment} {hedge}{verb_form} {object_} {size}".rstrip()
+    if comparator_apart:
+        body += f". This is compared with {names.control}."
+    else:
         body += f" compared with {names.control}."
     return lead.capitalize() + capitalise(" ".join(body.split()))
 
@@ -135,19 +140,24 @@ def render_range(
 ) -> tuple[str, list[str]]:
     """The number sentences of a difference on a scale, and the numbers they show.
 
-    "Scores were about 4 points higher on a 0 to 100 scale. The true difference could be 3 to
-    5 points higher." When the interval includes no difference, its ends are named by side:
-    "could be 1 point lower to 3 points higher".
+    "Scores were about 4 points higher on a 0 to 100 scale. The likely range is 3 to 5 points
+    higher." When the interval includes no difference, its ends are named by side: "The likely
+    range is 1 point lower to 3 points higher".
     """
     digits = digits_for(scale_max)
+
+    def units(number: str) -> str:
+        return f"{number} {unit[:-1] if number == '1' and unit.endswith('s') else unit}"
+
     top = format_number(scale_max, 0)
     shown_estimate = format_number(estimate, digits)
     if float(shown_estimate) == 0:
         first = f"Scores were about the same on a 0 to {top} scale."
     else:
         side = "higher" if estimate > 0 else "lower"
-        first = f"Scores were about {shown_estimate} {unit} {side} on a 0 to {top} scale."
+        first = f"Scores were about {units(shown_estimate)} {side} on a 0 to {top} scale."
     low, high = format_number(ci_low, digits), format_number(ci_high, digits)
+
     # a bound that rounds to 0 is said as 0 on the other bound's side ("0 to 5 points higher")
     if float(low) == 0 and ci_high > 0:
         ci_low = 0.0
@@ -156,9 +166,9 @@ def render_range(
     if ci_low >= 0 < ci_high or ci_high <= 0 > ci_low:
         side = "higher" if ci_high > 0 else "lower"
         near, far = (low, high) if ci_high > 0 else (high, low)
-        second = f"The likely range is {near} to {far} {unit} {side}."
+        second = f"The likely range is {near} to {units(far)} {side}."
     else:
-        second = f"The likely range is {low} {unit} lower to {high} {unit} higher."
+        second = f"The likely range is {units(low)} lower to {units(high)} higher."
     return f"{first} {second}", [shown_estimate, top, low, high]
 
 
