@@ -102,7 +102,7 @@ def table_one(
         for i, level in enumerate(levels):
             is_level = values.astype(str) == str(level)
             cells = {
-                a: (f"<{min_cell} in a level" if a in hidden else cell)
+                a: ("withheld" if a in hidden and not cell.startswith("<") else cell)
                 for a, cell in cells_by_level[level].items()
             }
             rows.append(
