@@ -110,3 +110,42 @@ def test_forced_rerun_gives_byte_identical_claims_and_summaries(repro):
         assert (folder / name).read_bytes() == data, name
     changes = (folder / "claims_changes.md").read_text()
     assert "No claim changed" in changes  # compared with the version recorded in dvc.lock
+
+
+STUDIES = ("etmi-reference", "boulder-prt-2022", "boulder-prt-5yr", "stops")
+
+
+def test_every_shipped_bullet_reads_at_grade_6_and_carries_its_range(repro):
+    """Issue 8: every fact-sheet bullet at most Flesch-Kincaid grade 6 and 20 words per
+    sentence (claim id removed), and every bullet gives its range or says why it cannot."""
+    from pipeline.summarise.lint import CLAIM_ID, count_words, reading_grade, split_sentences
+
+    project, _, _ = repro
+    for study in STUDIES:
+        bullets = [
+            CLAIM_ID.sub("", line[2:]).strip()
+            for line in (project / "reports" / study / "fact_sheet.md").read_text().splitlines()
+            if line.startswith("- ")
+        ]
+        assert bullets, study
+        for bullet in bullets:
+            assert reading_grade(bullet) <= 6.0, (study, bullet)
+            assert all(count_words(s) <= 20 for s in split_sentences(bullet)), (study, bullet)
+            assert "likely range" in bullet or "do not show the numbers" in bullet, bullet
+
+
+def test_no_bullet_or_summary_says_what_table_one_contradicts(repro):
+    """ "Alike at the start" only when every standardised difference in Table 1 is <= 0.1."""
+    import pandas as pd
+
+    project, _, _ = repro
+    for study in STUDIES:
+        folder = project / "reports" / study
+        table = pd.read_csv(folder / "table1.csv", keep_default_na=False)
+        names = table["characteristic"].replace("", None).ffill()
+        smd = pd.to_numeric(table["smd"], errors="coerce").abs()[names != "Sessions"]
+        summary = (folder / "summary.md").read_text()
+        if (smd > 0.1).any():
+            assert "groups were alike" not in summary, study
+            assert "differed" in summary, study
+        assert "so the groups were alike" not in summary

@@ -304,6 +304,9 @@ def _write_claims(out: Path, claims: pd.DataFrame, study: str, lock_file: str | 
         n_treated=claims["numbers"].map(lambda n: n.get("n_treated")),
         n_control=claims["numbers"].map(lambda n: n.get("n_control")),
         estimate_ref=claims["estimate_ref"].map(lambda r: json.dumps(r, sort_keys=True)),
+        grade=claims["grade"].map(lambda r: json.dumps(r, sort_keys=True)),
+        names=claims["names"].map(lambda r: json.dumps(r, sort_keys=True)),
+        shown_numbers=claims["shown_numbers"].map(json.dumps),
     ).drop(columns=["numbers"])
     write_csv_frame(out / "claims.csv", flat)
     write_text(out / "claims_changes.md", render_claims_changes(previous, records, study))
@@ -409,6 +412,7 @@ def balance_sentence(table1: pd.DataFrame) -> str:
     smd = pd.to_numeric(table1["smd"], errors="coerce")
     names = table1["characteristic"].replace("", np.nan).ffill().fillna("")
     frame = pd.DataFrame({"name": names, "smd": smd.abs()}).dropna()
+    frame = frame[frame["name"] != "Sessions"]  # counted during care, not at the start
     if frame.empty:
         return "We could not check how alike the groups were at the start."
     worst = frame.groupby("name", sort=False)["smd"].max()
