@@ -9,11 +9,11 @@ import re
 
 import numpy as np
 import pandas as pd
+from test_wording import _estimates, _participants, _responders
 
 from pipeline.summarise.claims import NamingRules, StudyFacts, build_claims
 from pipeline.summarise.render import render_fact_sheet
 from pipeline.summarise.tables import table_one
-from test_wording import _estimates, _participants, _responders
 
 MIN_CELL = 5
 N = 200
