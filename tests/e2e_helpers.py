@@ -80,9 +80,16 @@ def build_once(tmp_path_factory, name: str, build: Callable[[Path], Path]) -> Pa
     root = shared_tmp(tmp_path_factory)
     done = root / f"{name}.done.json"
     with FileLock(str(root / f"{name}.build.lock")):
-        if done.exists():
-            return Path(json.loads(done.read_text())["project"])
-        project = build(root / name)
+        if done.exists():  # built (or failed) on another worker: do not build again
+            record = json.loads(done.read_text())
+            if "error" in record:
+                raise RuntimeError(f"building {name} failed on another worker: {record['error']}")
+            return Path(record["project"])
+        try:
+            project = build(root / name)
+        except BaseException as error:
+            done.write_text(json.dumps({"error": f"{type(error).__name__}: {error}"[:2000]}))
+            raise
         done.write_text(json.dumps({"project": str(project)}))
         return project
 
