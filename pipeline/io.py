@@ -1,18 +1,26 @@
 """Writing outputs atomically and hashing inputs.
 
-Every output goes to a temporary file in the destination folder and is renamed into place,
-so a crash never leaves a half-written file that a later stage could mistake for a result.
+Every output is written to a temporary file OUTSIDE its destination folder and renamed into
+place (``os.replace``, atomic on one file system), so a crash -- even ``kill -9`` -- never leaves
+a half-written file or a stray temporary file in ``reports/`` or ``data/processed/``. The
+temporary files live in a per-process folder of ``.backpain-tmp/`` in the project (the working
+directory), or of the system temporary folder for outputs elsewhere; the next run deletes the
+folders of processes that are no longer alive (:func:`clean_stale_staging`).
 Bytes are deterministic: JSON keys are sorted, ZIP-based files (xlsx) get fixed timestamps.
 """
 
 from __future__ import annotations
 
+import atexit
+import glob
 import hashlib
 import io
 import json
 import os
 import re
+import shutil
 import tempfile
+import threading
 import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -29,11 +37,102 @@ os.umask(_UMASK)
 _OFFICE_TIMESTAMP = re.compile(rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*(</dcterms:)")
 
 
+# Temporary files of atomic writes go to a per-process folder under this name (never into the
+# destination folder); the folder of a process that died is removed by the next run.
+STAGING_DIR = ".backpain-tmp"
+_staging: dict[Path, Path] = {}
+_staging_lock = threading.Lock()
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (on this machine)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def clean_stale_staging(root: str | Path) -> list[Path]:
+    """Delete the staging folders under ``root`` whose process is no longer running.
+
+    Folders are named ``<pid>-<random>`` (:func:`write_atomic`); a folder whose process was
+    killed holds the temporary file it was writing. Returns the folders removed.
+    """
+    removed = []
+    root = Path(root)
+    if not root.is_dir():
+        return removed
+    for folder in root.iterdir():
+        pid = folder.name.split("-", 1)[0]
+        if (
+            folder.is_dir()
+            and pid.isdigit()
+            and int(pid) != os.getpid()
+            and not _pid_alive(int(pid))
+        ):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _staging_root(path: Path) -> Path:
+    """Where the temporary file for ``path`` goes: ``.backpain-tmp`` in the working directory
+    for outputs under it, else the system temporary folder if it is on the same file system
+    (so the rename stays atomic), else the destination folder itself (a hidden file, last resort)."""
+    parent = path.parent.resolve()
+    cwd = Path.cwd().resolve()
+    if parent.is_relative_to(cwd):
+        return cwd / STAGING_DIR
+    system = Path(tempfile.gettempdir()).resolve() / f"{STAGING_DIR}-{os.getuid()}"
+    try:
+        if system.parent.stat().st_dev == parent.stat().st_dev:
+            return system
+    except OSError:
+        pass
+    return parent
+
+
+def _staging_folder(path: Path) -> Path:
+    """This process's staging folder for ``path`` (created, and stale ones cleaned, once)."""
+    root = _staging_root(path)
+    if root == path.parent.resolve():
+        return root
+    with _staging_lock:
+        folder = _staging.get(root)
+        if folder is None or not folder.is_dir():
+            root.mkdir(parents=True, exist_ok=True)
+            clean_stale_staging(root)
+            folder = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root))
+            _staging[root] = folder
+    return folder
+
+
+def _remove_staging_folders() -> None:
+    """At exit: remove this process's staging folders (the shared root stays: others may use it)."""
+    for folder in list(_staging.values()):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+atexit.register(_remove_staging_folders)
+
+
 def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp_path)`` and rename the temporary file onto ``path``."""
+    """Call ``write(tmp_path)`` and rename the temporary file onto ``path``.
+
+    The temporary file is outside the destination folder (see the module docstring), so a
+    crash or a killed process leaves nothing in it; leftovers ``.<name>.*.tmp`` of older
+    versions, which wrote beside the destination, are removed.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=".tmp", dir=_staging_folder(path)
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     try:

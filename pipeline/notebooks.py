@@ -10,6 +10,7 @@ carry no outputs.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import pandas as pd
 
 from pipeline.errors import InputFileError
 from pipeline.io import write_text
+from pipeline.summarise.figures import Figure, figure_png
 
 NOTEBOOKS = ("1.0-cohort-overview", "2.0-treatment-comparisons", "3.0-evidence-summary")
 _NOT_COVARIATES = {
@@ -124,6 +126,28 @@ class StudyData:
         return counts.assign(count=counts["count"].map(lambda n: "<5" if 0 < n < 5 else str(n)))
 
 
+# CSS pixels per inch: a figure of ``width`` inches is shown ``width * 96`` pixels wide, so its
+# text has the point size the theme sets (BASE_SIZE) at the page's normal zoom.
+_CSS_PX_PER_INCH = 96
+
+
+def show(figure: Figure, dpi: int = 150):
+    """Display a figure in a notebook at the size set for it (not plotnine's default 6.4 x 4.8 in).
+
+    The PNG is drawn at the figure's own width and height (:func:`figure_png`: fixed metadata,
+    the same bytes on every machine) and shown ``width * 96`` CSS pixels wide, so labels have
+    the room the figure was laid out for and the theme's point sizes at normal zoom.
+    """
+    from IPython.display import Image
+
+    return Image(
+        data=figure_png(figure, dpi),
+        format="png",
+        width=round(figure.width * _CSS_PX_PER_INCH),
+        alt=figure.alt_text,
+    )
+
+
 def require_outputs(
     study: str, processed_root: str | Path, reports_root: str | Path
 ) -> tuple[Path, Path]:
@@ -180,7 +204,9 @@ def run_notebooks(
         study, processed_root, reports_root
     )  # fail here, in one line, not inside a kernel
     notebooks_dir, out = Path(notebooks_dir), Path(reports_root) / study / "notebooks"
-    parameters = {"study": study, "processed_root": str(Path(processed_root).resolve())}
+    # Relative to the kernel's working directory, so no absolute path of this machine ends up
+    # in the injected-parameters cell of the rendered notebooks.
+    parameters = {"study": study, "processed_root": relative_posix(processed_root)}
 
     def run_one(name: str) -> Path:
         with tempfile.TemporaryDirectory() as tmp:
@@ -194,7 +220,24 @@ def run_notebooks(
                 cwd=str(Path.cwd()),
             )
             body, _ = HTMLExporter(embed_images=True).from_filename(str(executed))
-        return write_text(out / f"{name}.html", body)
+        return write_text(out / f"{name}.html", strip_machine_paths(body))
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(run_one, NOTEBOOKS))
+
+
+def relative_posix(path: str | Path, start: str | Path | None = None) -> str:
+    """``path`` relative to ``start`` (default: the working directory), with forward slashes."""
+    return Path(
+        os.path.relpath(Path(path).resolve(), Path(start or Path.cwd()).resolve())
+    ).as_posix()
+
+
+def strip_machine_paths(text: str, root: str | Path | None = None) -> str:
+    """Replace the absolute path of the project (default: working directory) by ``.``.
+
+    A safety net for tracebacks and warnings printed inside the notebooks: a rendered notebook
+    must carry no path of the machine that built it (the copies differ only by folder).
+    """
+    root = Path(root or Path.cwd()).resolve().as_posix()
+    return text.replace(root + "/", "").replace(root, ".")

@@ -32,3 +32,14 @@ def realdata() -> Path:
     if not REALDATA.is_dir():
         pytest.fail(f"real trial data not found at {REALDATA}: ../shared must sit beside the repo")
     return REALDATA
+
+
+@pytest.fixture(scope="session")
+def repro(tmp_path_factory):
+    """A copy of the project after one `dvc repro` (slow; built once per session, shared by the
+    end-to-end tests on every xdist worker). Returns (project folder, environment, None)."""
+    from e2e_helpers import SHARED, build_once, repro_copy, repro_env
+
+    if not SHARED.is_dir():
+        pytest.fail(f"{SHARED} not found: the real trial data must sit beside the repository")
+    return build_once(tmp_path_factory, "e2e", repro_copy), repro_env(), None

@@ -6,72 +6,12 @@ DVC cache), the shipped params, real DVC and real notebook execution. Slow (abou
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+from e2e_helpers import run as _run
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-_SKIP = {
-    ".venv",
-    ".git",
-    ".pytest_cache",
-    ".ruff_cache",
-    ".hypothesis",
-    "reports",
-    "__pycache__",
-    ".backpain-key",
-}
-
+# The session fixture `repro` (conftest.py) runs `dvc repro` once per suite, on whichever
+# xdist worker asks first; `_run` holds the copy's lock, so workers never run DVC in it at once.
 pytestmark = pytest.mark.slow
-
-
-def _copy_project(target: Path) -> None:
-    def ignore(folder: str, names: list[str]) -> set[str]:
-        skipped = {n for n in names if n in _SKIP or n.endswith(".egg-info")}
-        relative = Path(folder).relative_to(REPO).as_posix()
-        if relative == "data":
-            skipped.add("processed")
-        if relative == "data/raw":
-            skipped.add("etmi-reference")
-        if relative == ".dvc":
-            skipped |= {"cache", "tmp"}
-        if relative == "benchmarks":
-            skipped.add("results")
-        return skipped
-
-    shutil.copytree(REPO, target, ignore=ignore)
-
-
-def _run(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, (
-        f"{command} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    )
-    return result
-
-
-@pytest.fixture(scope="module")
-def repro(tmp_path_factory):
-    if not SHARED.is_dir():
-        pytest.fail(f"{SHARED} not found: the real trial data must sit beside the repository")
-    parent = tmp_path_factory.mktemp("e2e")
-    project = parent / "project"
-    _copy_project(project)
-    (parent / "shared").symlink_to(SHARED)
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "BACKPAIN_PSEUDONYM_KEY": "end-to-end-test-key-" + "0" * 24,
-        "DVC_NO_ANALYTICS": "1",
-    }
-    _run(["git", "init", "-q"], project, env)
-    first = _run(["dvc", "repro"], project, env)
-    return project, env, first
 
 
 def test_repro_builds_every_output(repro):

@@ -8,6 +8,7 @@ validates the tables against their schemas and writes, atomically, into
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,7 +87,11 @@ def run_ingest(
         },
         "provenance": {
             "input_files": {
-                name: {"path": table.path.as_posix(), "sha256": sha256_file(table.path)}
+                # relative to the study folder (as in study.yaml): no path of this machine
+                name: {
+                    "path": Path(os.path.relpath(table.path, config.base_dir)).as_posix(),
+                    "sha256": sha256_file(table.path),
+                }
                 for name, table in tables.items()
             },
             "study_yaml_sha256": config_hash(study_yaml),

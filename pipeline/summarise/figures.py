@@ -13,6 +13,7 @@ hidden count could be recovered by subtraction).
 
 from __future__ import annotations
 
+import io
 import math
 import textwrap
 from collections.abc import Mapping, Sequence
@@ -51,7 +52,7 @@ from plotnine import (
 from scipy import stats
 
 from pipeline.instruments import CANONICAL_DOMAINS
-from pipeline.io import write_atomic
+from pipeline.io import write_bytes
 from pipeline.summarise.theme import (
     BASE_SIZE,
     DARK_GREY,
@@ -1297,8 +1298,39 @@ def _meta_alt_text(
 # ---------------------------------------------------------------------------------------------
 
 
+def figure_png(figure: Figure, dpi: int = 150) -> bytes:
+    """A figure as PNG bytes at its own size, with fixed metadata (deterministic bytes).
+
+    Parameters
+    ----------
+    figure : Figure
+        What a ``plot_*`` function returned; its width and height (inches) are used.
+    dpi : int, default 150
+        Resolution; the image is ``width * dpi`` x ``height * dpi`` pixels.
+
+    Notes
+    -----
+    matplotlib's Agg PNG writer adds no timestamp; its one varying text chunk, "Software" (the
+    matplotlib version), is left out, so the same figure gives the same bytes on every machine
+    with the same fonts and library versions. The notebooks show figures through this function
+    (:func:`pipeline.notebooks.show`), so they are drawn at the size set per figure.
+    """
+    sink = io.BytesIO()
+    figure.plot.save(
+        sink,
+        format="png",
+        width=figure.width,
+        height=figure.height,
+        units="in",
+        dpi=dpi,
+        verbose=False,
+        metadata={"Software": None},
+    )
+    return sink.getvalue()
+
+
 def save_figure(figure: Figure, path: str | Path, dpi: int = 150) -> Path:
-    """Write a figure as PNG, atomically and with deterministic bytes.
+    """Write a figure as PNG (:func:`figure_png`), atomically and with deterministic bytes.
 
     Parameters
     ----------
@@ -1316,28 +1348,14 @@ def save_figure(figure: Figure, path: str | Path, dpi: int = 150) -> Path:
 
     Notes
     -----
-    matplotlib's Agg PNG writer adds no timestamp; the only varying chunk is the "Software"
-    text (the matplotlib version), which is removed, so the same figure saved twice gives the
-    same bytes (given the same fonts and library versions). The file is written to a temporary
-    name in the destination folder and renamed into place (:func:`pipeline.io.write_atomic`).
+    The image is drawn in memory and written by :func:`pipeline.io.write_bytes`: the temporary
+    file lives outside the destination folder and is renamed into place, so a killed stage
+    leaves no ``*.tmp`` file in ``reports/<study>/figures/``.
     """
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"{path}: save_figure writes PNG files, name the file *.png")
-
-    def write(tmp: Path) -> None:
-        figure.plot.save(
-            tmp,
-            format="png",
-            width=figure.width,
-            height=figure.height,
-            units="in",
-            dpi=dpi,
-            verbose=False,
-            metadata={"Software": None},
-        )
-
-    return write_atomic(path, write)
+    return write_bytes(path, figure_png(figure, dpi))
 
 
 # ---------------------------------------------------------------------------------------------
