@@ -41,9 +41,9 @@ def fit_mixed(frame: AnalysisFrame, alpha: float = 0.05) -> pd.DataFrame:
     y = data[OUTCOME].to_numpy(dtype=float)
     if spec.clinic:
         clinic = pd.factorize(data[CLINIC])[0]
-        therapist = pd.factorize(
-            pd.MultiIndex.from_arrays([clinic, pd.factorize(data[CLUSTER])[0]])
-        )[0]  # therapist-within-clinic: one level per (clinic, therapist) pair
+        within = pd.factorize(data[CLUSTER])[0]
+        # therapist-within-clinic: one level per (clinic, therapist) pair (integer pair code)
+        therapist = pd.factorize(clinic.astype(np.int64) * (within.max() + 1) + within)[0]
         factors = {spec.clinic: clinic, spec.cluster: therapist}
         levels = f"clinic ({spec.clinic}) and therapist-within-clinic ({spec.cluster})"
         therapists = int(therapist.max() + 1)

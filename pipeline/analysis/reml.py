@@ -116,13 +116,14 @@ def fit_random_intercepts(
     if len(names) == 2 and levels[names[0]] > levels[names[1]]:
         names, codes = names[::-1], codes[::-1]  # factor 1 has fewer levels (the Schur block)
     M = _centring(Xa)
-    stats = _sufficient_statistics(y - Xa @ np.linalg.lstsq(Xa, y, rcond=None)[0], Xa @ M, codes)
+    ols = np.linalg.solve(Xa.T @ Xa, Xa.T @ y)  # full column rank (see Parameters)
+    stats = _sufficient_statistics(y - Xa @ ols, Xa @ M, codes)
     deviance = _deviance_function(stats, reml)
     theta, warning = _minimise(deviance, len(names))
     params_c, cov_c, variances = _solution(stats, theta, reml)
     # back to the original columns; the outcome was replaced by its OLS residual, which
     # changes beta by the OLS coefficients and nothing else (V^-1-projection is linear)
-    params = M @ params_c + np.linalg.lstsq(Xa, y, rcond=None)[0]
+    params = M @ params_c + ols
     cov = M @ cov_c @ M.T
     fixed_names = list(X.columns) if isinstance(X, pd.DataFrame) else [f"x{j}" for j in range(p)]
     return RandomInterceptFit(
