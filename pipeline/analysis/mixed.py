@@ -36,7 +36,6 @@ def fit_mixed(frame: AnalysisFrame, alpha: float = 0.05) -> pd.DataFrame:
             f"comparison {spec.id}: method mixed needs a cluster (e.g. cluster: therapist)"
         )
     data = frame.complete_cases([*frame.adjustment, CLUSTER] + ([CLINIC] if spec.clinic else []))
-    data = data.sort_values([CLINIC, CLUSTER] if spec.clinic else [CLUSTER], kind="stable")
     X = design(data, [TREATED, *frame.adjustment])
     y = data[OUTCOME].to_numpy(dtype=float)
     if spec.clinic:
