@@ -11,8 +11,9 @@ Independent reference values:
   sigma2_c = (MS_C - MS_T) / (b n). The treatment effect and its variance follow in closed
   form (difference of means; variance MS_stratum / n x (1/G_t + 1/G_c) or similar, derived
   at each test);
-* unbalanced designs: REML maximised here with scipy's Nelder-Mead on the REML
-  log-likelihood written from its definition (Harville, JASA 1977;72:320-338), and the fixed
+* unbalanced designs: REML from its definition (Harville, JASA 1977;72:320-338), profiled
+  over the single variance ratio and minimised by a fixed grid then bounded Brent (no
+  starting value or iteration limit that could stop early on another CPU), and the fixed
   effects as the GLS estimate (X'V^-1 X)^-1 X'V^-1 y coded with numpy;
 * repeated measures with complete data and time-specific intercepts, treatment and baseline
   effects: every timepoint has the same regressors, so GLS equals per-timepoint OLS for any
@@ -113,26 +114,39 @@ def gls_by_hand(y, X, groups, s2u: float, s2e: float) -> tuple[np.ndarray, np.nd
 
 
 def reml_by_hand(y, X, groups) -> tuple[float, float]:
-    """(sigma2_u, sigma2_e) maximising the REML log-likelihood, by Nelder-Mead on log scale."""
+    """(sigma2_u, sigma2_e) maximising the REML log-likelihood, profiled over one ratio.
+
+    With gamma = sigma2_u / sigma2_e and H = V / sigma2_e, the residual variance has the closed
+    form sigma2_e = r'H^-1 r / (N - p) at the GLS residual r, which leaves the 1-D criterion
+    -2 l_R(gamma) = (N - p) log(r'H^-1 r) + log|H| + log|X'H^-1 X| (+ const)
+    (Harville 1977, eq. 5.3 profiled; the same profiling as lme4, Bates et al. 2015, sec. 3.4).
+    It is minimised over log(gamma) by a fixed grid (the bracket: no starting value, no
+    iteration limit) and then bounded Brent to 1e-12 within the grid cell holding the minimum:
+    deterministic and converged on any CPU, unlike a 2-D Nelder-Mead with a maxiter.
+    """
     sums = _group_sums(y, X, groups)
+    dof = len(y) - X.shape[1]
 
-    def negative_reml(theta):
-        s2u, s2e = np.exp(theta)
-        XtViX, XtViy, ytViy, logdet = _gls_pieces(sums, s2u, s2e)
-        beta = np.linalg.solve(XtViX, XtViy)
-        quadratic = ytViy - XtViy @ beta  # r'V^-1 r at the GLS estimate
-        return 0.5 * (logdet + np.linalg.slogdet(XtViX)[1] + quadratic)
+    def criterion(log_gamma: float) -> float:
+        XtHiX, XtHiy, ytHiy, logdet = _gls_pieces(sums, float(np.exp(log_gamma)), 1.0)
+        quadratic = ytHiy - XtHiy @ np.linalg.solve(XtHiX, XtHiy)
+        return dof * np.log(quadratic) + logdet + np.linalg.slogdet(XtHiX)[1]
 
-    start = np.log([np.var(y) / 2, np.var(y) / 2])
-    result = optimize.minimize(
-        negative_reml,
-        start,
-        method="Nelder-Mead",
-        options={"xatol": 1e-10, "fatol": 1e-13, "maxiter": 20000},
+    grid = np.arange(-15.0, 8.0 + 1e-9, 0.05)
+    values = np.array([criterion(g) for g in grid])
+    best = int(np.argmin(values))
+    assert 0 < best < len(grid) - 1, "REML optimum at the edge of the grid (variance ~ 0)"
+    result = optimize.minimize_scalar(
+        criterion,
+        bounds=(grid[best - 1], grid[best + 1]),
+        method="bounded",
+        options={"xatol": 1e-12, "maxiter": 1000},
     )
     assert result.success
-    s2u, s2e = np.exp(result.x)
-    return float(s2u), float(s2e)
+    gamma = float(np.exp(result.x))
+    XtHiX, XtHiy, ytHiy, _ = _gls_pieces(sums, gamma, 1.0)
+    s2e = float((ytHiy - XtHiy @ np.linalg.solve(XtHiX, XtHiy)) / dof)
+    return gamma * s2e, s2e
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,18 +263,19 @@ def test_mixed_unbalanced_equals_hand_reml_and_hand_gls() -> None:
     frame = build_analysis_frame(participants, outcomes, comparison(adjust_for=["age"]))
     row = fit_mixed(frame).iloc[0]
 
-    assert row["variance_therapist"] == pytest.approx(s2u, rel=2e-3)
-    assert row["variance_residual"] == pytest.approx(s2e, rel=2e-3)
-    # fixed effects: GLS with the variances the code reports (tight), and with ours (looser)
+    # Both sides minimise the same smooth 1-D profile; near its minimum the criterion is flat
+    # (quadratic), so rounding of ~1e-15 in the criterion moves the argmin by ~sqrt(1e-15)
+    # relative, ~3e-8, times the curvature scale: observed 3e-7, hence 2e-6.
+    assert row["variance_therapist"] == pytest.approx(s2u, rel=2e-6)
+    assert row["variance_residual"] == pytest.approx(s2e, rel=2e-6)
+    # fixed effects and SEs: GLS with the variances the code reports (lme4 convention
+    # (X'V^-1X)^-1 sigma2, no cross terms with the variance parameters): rounding only
     beta, cov = gls_by_hand(y[keep], X, groups, row["variance_therapist"], row["variance_residual"])
-    assert row["estimate"] == pytest.approx(beta[1], rel=1e-6)
-    # statsmodels inverts the full observed Hessian (fixed x variance cross terms included),
-    # not (X'V^-1X)^-1 as lme4 / nlme / SAS do; on unbalanced data the two differ slightly
-    # (0.12% here), hence the looser tolerance on the SE.
-    assert row["se"] == pytest.approx(np.sqrt(cov[1, 1]), rel=5e-3)
+    assert row["estimate"] == pytest.approx(beta[1], rel=1e-8)
+    assert row["se"] == pytest.approx(np.sqrt(cov[1, 1]), rel=1e-8)
     beta_ours, cov_ours = gls_by_hand(y[keep], X, groups, s2u, s2e)
-    assert row["estimate"] == pytest.approx(beta_ours[1], rel=1e-4)
-    assert row["se"] == pytest.approx(np.sqrt(cov_ours[1, 1]), rel=5e-3)
+    assert row["estimate"] == pytest.approx(beta_ours[1], rel=1e-6)
+    assert row["se"] == pytest.approx(np.sqrt(cov_ours[1, 1]), rel=1e-6)
     # z interval (model-based errors, normal theory)
     assert (row["ci_high"] - row["estimate"]) / row["se"] == pytest.approx(1.959964, rel=1e-6)
     assert row["n_clusters"] == 25

@@ -90,8 +90,10 @@ def fit_ancova(frame: AnalysisFrame, alpha: float = 0.05) -> pd.DataFrame:
             warning=fit.warning,
         )
     ]
+    means = X.mean()
     for arm, value in ((frame.spec.treatment, 1.0), (frame.spec.control, 0.0)):
-        gradient = X.assign(**{TREATED: value}).mean()
+        gradient = means.copy()
+        gradient[TREATED] = value  # everyone set to this arm
         rows.append(
             estimate_row(
                 method="ancova",

@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import statsmodels.api as sm
-from statsmodels.regression.mixed_linear_model import VCSpec
 
 from pipeline.analysis.frame import CLINIC, CLUSTER, OUTCOME, TREATED, AnalysisFrame
 from pipeline.analysis.models import Fit, capture, design
+from pipeline.analysis.reml import fit_random_intercepts
 from pipeline.analysis.tidy import estimate_row, estimates_frame
 
 
@@ -19,13 +19,16 @@ def fit_mixed(frame: AnalysisFrame, alpha: float = 0.05) -> pd.DataFrame:
 
     Fixed effects as in :func:`pipeline.analysis.linear.fit_ancova`; random intercept for the
     comparison's ``cluster`` (e.g. therapist); with ``clinic`` declared, a clinic random
-    intercept and therapist-within-clinic variance component. REML, model-based (z) errors.
+    intercept and therapist-within-clinic variance component. REML profiled on group
+    sufficient statistics (:func:`pipeline.analysis.reml.fit_random_intercepts`), model-based
+    (z) errors in lme4's convention sigma2 (X'V^-1X)^-1.
     Extra columns: ``variance_<level>`` and ``variance_residual``.
 
     Notes
     -----
-    Checked against the closed-form ANOVA estimators of a balanced one-way random-effects
-    design in ``tests/test_mixed.py``.
+    Checked against the closed-form ANOVA estimators of balanced one-way and nested designs
+    and a hand-profiled REML with hand GLS in ``tests/test_mixed.py``; the fitting routine
+    against lme4 and statsmodels MixedLM in ``tests/test_reml.py``.
     """
     spec = frame.spec
     if not spec.cluster:
@@ -33,40 +36,30 @@ def fit_mixed(frame: AnalysisFrame, alpha: float = 0.05) -> pd.DataFrame:
             f"comparison {spec.id}: method mixed needs a cluster (e.g. cluster: therapist)"
         )
     data = frame.complete_cases([*frame.adjustment, CLUSTER] + ([CLINIC] if spec.clinic else []))
-    data = data.sort_values([CLINIC, CLUSTER] if spec.clinic else [CLUSTER], kind="stable")
     X = design(data, [TREATED, *frame.adjustment])
     y = data[OUTCOME].to_numpy(dtype=float)
     if spec.clinic:
-        groups = data[CLINIC].to_numpy()
-        therapist = pd.Series(pd.factorize(data[CLUSTER])[0], index=data.index)
-        mats, colnames = [], []
-        for _clinic, rows in sorted(data.groupby(CLINIC, sort=True).groups.items()):
-            indicators = pd.get_dummies(therapist.loc[rows])
-            mats.append(indicators.to_numpy(dtype=float))
-            colnames.append([f"therapist{c}" for c in indicators.columns])
-        vc = VCSpec(["therapist"], [colnames], [mats])
-        model = sm.MixedLM(y, X, groups=groups, exog_re=np.ones((len(y), 1)), exog_vc=vc)
+        clinic = pd.factorize(data[CLINIC])[0]
+        within = pd.factorize(data[CLUSTER])[0]
+        # therapist-within-clinic: one level per (clinic, therapist) pair (integer pair code)
+        therapist = pd.factorize(clinic.astype(np.int64) * (within.max() + 1) + within)[0]
+        factors = {spec.clinic: clinic, spec.cluster: therapist}
         levels = f"clinic ({spec.clinic}) and therapist-within-clinic ({spec.cluster})"
+        therapists = int(therapist.max() + 1)
     else:
-        model = sm.MixedLM(y, X, groups=data[CLUSTER].to_numpy())
+        factors = {spec.cluster: pd.factorize(data[CLUSTER])[0]}
         levels = f"{spec.cluster}"
-    result, converged, warning = _fit_reml(model)
-    therapists = (
-        data[[CLINIC, CLUSTER]].drop_duplicates().shape[0]
-        if spec.clinic
-        else data[CLUSTER].nunique()
-    )
-    fit = _mixed_fit(result, X.columns, len(y), therapists, converged, warning)
-    variances = {"variance_residual": float(result.scale)}
-    if spec.clinic:
-        variances[f"variance_{spec.clinic}"] = float(np.asarray(result.cov_re)[0, 0])
-        variances[f"variance_{spec.cluster}"] = float(np.asarray(result.vcomp)[0])
-    else:
-        variances[f"variance_{spec.cluster}"] = float(np.asarray(result.cov_re)[0, 0])
+        therapists = int(factors[spec.cluster].max() + 1)
+    result = fit_random_intercepts(y, X, factors, reml=True)
+    converged, warning = result.converged, result.warning
+    fit = Fit(result.params, result.cov, np.inf, len(y), therapists, converged, warning, result)
+    variances = {"variance_residual": result.variances["residual"]}
+    for name in factors:
+        variances[f"variance_{name}"] = result.variances[name]
     words = (
         f"linear mixed model of {spec.outcome} at {spec.timepoint} on arm + baseline"
         + (f" + {', '.join(spec.adjust_for)}" if spec.adjust_for else "")
-        + f"; random intercepts for {levels}; REML"
+        + f"; random intercepts for {levels}; REML (profiled), GLS standard errors"
     )
     return estimates_frame(
         [

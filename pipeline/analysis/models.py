@@ -77,14 +77,25 @@ class Fit:
 
 
 def design(data: pd.DataFrame, columns: list[str], intercept: bool = True) -> pd.DataFrame:
-    """A design matrix of named numeric columns (with an intercept column ``const``)."""
-    X = data[columns].astype(float)
+    """A design matrix of named numeric columns (with an intercept column ``const``).
+
+    Columns with at most one distinct non-missing value are dropped (an arm with no data, a
+    constant covariate). Built as one float block (no per-column copies or hashing), so large
+    designs cost one pass over the data.
+    """
+    values = data[columns].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore"):
+        constant_mask = (
+            ~(np.nanmax(values, axis=0) > np.nanmin(values, axis=0))
+            if len(values)
+            else np.ones(len(columns), bool)
+        )
+    keep = [c for c, drop in zip(columns, constant_mask, strict=True) if not drop]
+    values = values[:, ~constant_mask] if constant_mask.any() else values
     if intercept:
-        X = X.assign(const=1.0)[["const", *columns]]
-    constant = [c for c in columns if X[c].nunique(dropna=True) <= 1]
-    if constant:
-        X = X.drop(columns=constant)
-    return X
+        values = np.column_stack([np.ones(len(values)), values])
+        keep = ["const", *keep]
+    return pd.DataFrame(values, index=data.index, columns=keep)
 
 
 def capture(fit: Callable[[], Any]) -> tuple[Any, bool, str]:
@@ -106,7 +117,7 @@ def capture(fit: Callable[[], Any]) -> tuple[Any, bool, str]:
 
 def fit_ols(y: pd.Series, X: pd.DataFrame, cluster: pd.Series | None = None) -> Fit:
     """OLS with HC3 errors, or CR1 cluster-robust errors when ``cluster`` is given."""
-    model = sm.OLS(y.to_numpy(dtype=float), X)
+    model = sm.OLS(y.to_numpy(dtype=float), X.to_numpy())  # arrays: no pandas round trips
     if cluster is not None:
         codes = pd.factorize(cluster)[0]
         result, converged, warning = capture(
