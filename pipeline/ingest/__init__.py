@@ -17,9 +17,14 @@ from typing import Any
 from pipeline import __version__
 from pipeline.ingest.config import StudyConfig, config_hash, load_study_config
 from pipeline.ingest.core import IngestResult, identifier_columns, ingest
-from pipeline.ingest.privacy import key_fingerprint, load_or_create_key, pseudonymise
+from pipeline.ingest.privacy import (
+    key_fingerprint,
+    load_or_create_key,
+    pseudonymise,
+    pseudonymise_arrow,
+)
 from pipeline.ingest.readers import RawTable, read_source
-from pipeline.ingest.validation import check_tables
+from pipeline.ingest.validation import check_tables, check_tables_pandera
 from pipeline.io import sha256_file, write_json, write_parquet
 from pipeline.provenance import software_versions
 
@@ -47,8 +52,16 @@ def run_ingest(
     out_dir: str | Path | None = None,
     key_file: str | Path = ".backpain-key",
     show_progress: bool = True,
+    engine: str = "arrow",
 ) -> IngestRun:
-    """Entry point of the ``ingest`` stage (``backpain ingest``)."""
+    """Entry point of the ``ingest`` stage (``backpain ingest``).
+
+    ``engine="arrow"`` (default) pseudonymises into Arrow buffers and checks the tables with
+    numpy / pyarrow compute; ``engine="pandas"`` is the earlier path (one Python string per
+    pseudonym, pandera schemas), kept as the reference: both write byte-identical files.
+    """
+    if engine not in ("arrow", "pandas"):
+        raise ValueError(f"engine must be 'arrow' or 'pandas', not {engine!r}")
     study_yaml = Path(study_yaml)
     config = load_study_config(study_yaml)
     out = Path(out_dir) if out_dir else Path("data/processed") / config.study_id
@@ -59,12 +72,16 @@ def run_ingest(
     result = ingest(
         tables,
         config,
-        lambda ids: pseudonymise(ids, key, config.study_id),
+        lambda ids: (pseudonymise_arrow if engine == "arrow" else pseudonymise)(
+            ids, key, config.study_id
+        ),
         progress=bar.step if bar else None,
     )
     if bar:
         bar.close()
-    check_tables(result.participants, result.outcomes, result.quarantine)
+    (check_tables if engine == "arrow" else check_tables_pandera)(
+        result.participants, result.outcomes, result.quarantine
+    )
     report = {
         **result.report,
         "title": config.title,

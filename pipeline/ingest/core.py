@@ -64,7 +64,7 @@ _NUMBER = r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$"
 _REDACTED = "<withheld: identifier>"
 _DATE_WITHHELD = "<withheld: date>"
 
-Pseudonymiser = Callable[[pa.ChunkedArray], np.ndarray]
+Pseudonymiser = Callable[[pa.ChunkedArray], np.ndarray | pa.Array | pa.ChunkedArray]
 
 
 @dataclass(frozen=True)
@@ -251,9 +251,7 @@ def ingest(
         raise InputFileError(
             f"{main.raw.path}: no valid rows (all {main.raw.num_rows} rows were filtered or quarantined)"
         )
-    pseudonym_values = np.full(main.raw.num_rows, None, dtype=object)
-    pseudonym_values[_valid(ids)] = pseudonymise(pc.drop_null(ids))
-    pseudonyms = pa.array(pseudonym_values, type=pa.string())
+    pseudonyms = _scatter_pseudonyms(pseudonymise(pc.drop_null(ids)), _valid(ids))
     participants = _participants(
         config, main, pseudonyms, arm, site, therapist, covariates, sessions, ledgers
     )
@@ -261,6 +259,20 @@ def ingest(
     quarantine = _quarantine_table(config, ledgers, pseudonyms, owners)
     report = _report(config, ledgers, participants, outcomes, quarantine, owners, join_index, main)
     return IngestResult(participants, outcomes, quarantine, report)
+
+
+def _scatter_pseudonyms(
+    values: np.ndarray | pa.Array | pa.ChunkedArray, valid: np.ndarray
+) -> pa.Array:
+    """Pseudonyms of the rows with an id, placed back among all rows (null where no id)."""
+    if isinstance(values, np.ndarray):  # a pseudonymiser returning Python strings
+        out = np.full(len(valid), None, dtype=object)
+        out[valid] = values
+        return pa.array(out, type=pa.string())
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    position = np.cumsum(valid) - 1
+    return values.take(pa.array(np.maximum(position, 0), mask=~valid))
 
 
 # ---------------------------------------------------------------------------------------------
