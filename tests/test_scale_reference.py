@@ -170,3 +170,24 @@ def test_distributed_client_gives_the_same_estimates(scaled):
     for model in ("ancova", "mixed"):
         np.testing.assert_allclose(again[model]["estimate"], res[model]["estimate"], rtol=1e-12)
         np.testing.assert_allclose(again[model]["se"], res[model]["se"], rtol=1e-12)
+
+
+def test_cli_partition_and_clear_error(ingested, tmp_path, capsys):
+    from pipeline.cli import main
+
+    out, *_ = ingested
+    assert main(["scale", "partition", str(out), str(tmp_path / "parts"), "--buckets", "3"]) == 0
+    assert len(list((tmp_path / "parts" / "participants").glob("bucket=*"))) == 3
+    code = main(
+        [
+            "scale",
+            "analyse",
+            str(tmp_path / "none"),
+            "--study",
+            "etmi-reference",
+            "--comparison",
+            "etmi-function",
+        ]
+    )
+    assert code == 2
+    assert "not a partitioned study" in capsys.readouterr().err
