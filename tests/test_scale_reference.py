@@ -176,8 +176,12 @@ def test_cli_partition_and_clear_error(ingested, tmp_path, capsys):
     from pipeline.cli import main
 
     out, *_ = ingested
+    stale = tmp_path / "parts" / ".scale_cache" / "old" / "bucket=0.parquet"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("rows of the previous data")
     assert main(["scale", "partition", str(out), str(tmp_path / "parts"), "--buckets", "3"]) == 0
     assert len(list((tmp_path / "parts" / "participants").glob("bucket=*"))) == 3
+    assert not stale.exists()  # re-partitioning drops the cached analysis rows
     code = main(
         [
             "scale",

@@ -52,7 +52,7 @@ class Study:
 
     @property
     def cache(self) -> Path:
-        key = hashlib.sha256(repr(self.spec).encode()).hexdigest()[:12]
+        key = hashlib.sha256((repr(self.spec) + self.meta.to_json()).encode()).hexdigest()[:12]
         return self.root / ".scale_cache" / key
 
 

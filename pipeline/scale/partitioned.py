@@ -16,6 +16,7 @@ in-memory path (:func:`pipeline.analysis.frame.build_analysis_frame`) does on th
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,6 +165,7 @@ def partition_study(processed: Path, out: Path, buckets: int) -> ScaleMeta:
     processed, out = Path(processed), Path(out)
     if buckets < 1:
         raise ConfigError(f"--buckets must be at least 1, got {buckets}")
+    shutil.rmtree(out / ".scale_cache", ignore_errors=True)  # rows of the previous data
     categories: dict[str, dict[str, list[str]]] = {}
     present: dict[str, set[str]] = {}
     for table in TABLES:
