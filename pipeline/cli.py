@@ -273,6 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_processed_root(notebooks)
     notebooks.set_defaults(handler=_run_notebooks)
+
+    from pipeline.scale.cli import add_scale_parser
+
+    add_scale_parser(commands)
     return parser
 
 

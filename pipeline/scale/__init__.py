@@ -1,0 +1,1 @@
+"""Registry scale: partitioned Parquet and per-partition sufficient statistics on Dask."""
