@@ -1,0 +1,344 @@
+"""Read an extraction sheet, map it onto ``trial_results`` and quarantine what cannot be used.
+
+Every input row ends in exactly one of ``trial_results`` (kept, possibly with flags) or
+``quarantine`` (one reason code); the report counts both so rows in = kept + quarantined.
+
+Quarantine reasons: ``missing_trial_id``, ``unknown_arm_class``, ``unknown_outcome``,
+``instrument_placeholder`` (a tool cell coded 0), ``unknown_instrument``, ``n_below_1``,
+``sd_not_positive``, ``mean_outside_range``, ``sd_impossible_for_range`` (variance above the
+Bhatia-Davis bound (max - mean)(mean - min) of a bounded scale), ``scale_label_mismatch``
+(every value of the trial's outcome lies below 10% of a 0-100 registry instrument: a 0-10 scale labelled
+0-100, or values wrong), ``no_dispersion`` and ``no_mean`` (follow-up rows only).
+
+Flags (rows kept): ``sd_identical_across_arms``, ``sd_repeated_across_studies`` (the same SD on
+the same instrument in >= 5 trials: imputed), ``sd_derived`` (from SE, CI or IQR; rule recorded),
+``citation_label_repeats`` (one author-year label names two trial ids), ``crossover_design``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.errors import InputFileError
+from pipeline.instruments import get_instrument
+from pipeline.review.config import ReviewConfig
+from pipeline.review.effect_sizes import mean_sd_from_median_iqr, sd_from_ci, sd_from_se
+
+PLACEHOLDER_TOOLS = frozenset({"0", "0.0"})
+REPEATED_SD_MIN_TRIALS = 5
+TRIAL_RESULTS_COLUMNS = (
+    "row",
+    "trial_id",
+    "citation",
+    "doi",
+    "year",
+    "arm",
+    "arm_label",
+    "arm_class",
+    "outcome",
+    "instrument_label",
+    "instrument",
+    "scale_min",
+    "scale_max",
+    "higher_is",
+    "timepoint_weeks",
+    "is_baseline",
+    "n",
+    "mean",
+    "sd",
+    "sd_rule",
+    "change_score",
+    "mean_canonical",
+    "sd_canonical",
+    "rob_overall",
+    "population",
+    "design",
+    "flags",
+)
+
+
+@dataclass(frozen=True)
+class Validated:
+    """The canonical table, the quarantine and the counts for ``review_report.json``."""
+
+    trial_results: pd.DataFrame
+    quarantine: pd.DataFrame
+    report: dict
+
+
+def read_sheet(path: Path, sheet_name: str | None = None) -> pd.DataFrame:
+    """A CSV or XLSX extraction sheet as strings-and-numbers, with a clear error when unreadable."""
+    if not path.is_file():
+        raise InputFileError(f"{path}: extraction sheet not found")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            return pd.read_csv(path)
+        if suffix in (".xlsx", ".xls"):
+            return pd.read_excel(path, sheet_name=sheet_name or 0)
+    except Exception as exc:  # pragma: no cover - depends on the file
+        raise InputFileError(f"{path}: cannot read ({exc})") from None
+    raise InputFileError(f"{path}: unsupported sheet type '{suffix}' (use .csv or .xlsx)")
+
+
+def _col(frame: pd.DataFrame, config: ReviewConfig, field: str, path: Path) -> pd.Series:
+    column = config.columns.get(field)
+    if column is None:
+        return pd.Series(np.nan, index=frame.index)
+    if column not in frame.columns:
+        raise InputFileError(
+            f"{path}: column '{column}' (columns.{field} in review.yaml) not found"
+        )
+    return frame[column]
+
+
+def _num(series: pd.Series) -> pd.Series:
+    return pd.to_numeric(series, errors="coerce")
+
+
+def validate_review(config: ReviewConfig) -> Validated:
+    """Map the sheet onto ``trial_results``; quarantine and flag as the module docstring lists."""
+    path = config.base_dir / config.sheet.file
+    raw = read_sheet(path, config.sheet.sheet_name)
+    rows_in = len(raw)
+    get = lambda field: _col(raw, config, field, path)  # noqa: E731
+    df = pd.DataFrame(
+        {
+            "row": np.arange(2, rows_in + 2),  # spreadsheet row (header is row 1)
+            "trial_id": get("trial_id").astype("string").str.strip(),
+            "citation": get("citation").astype("string"),
+            "doi": get("doi").astype("string"),
+            "year": _num(get("year")),
+            "arm": get("arm").astype("string"),
+            "arm_label": get("arm_class").astype("string").str.strip(),
+            "outcome_label": get("outcome").astype("string").str.strip(),
+            "instrument_label": get("instrument").astype("string").str.strip(),
+            "timepoint_weeks": _num(get("timepoint_weeks")),
+            "n": _num(get("n")),
+            "mean": _num(get("mean")),
+            "sd": _num(get("sd")),
+            "se": _num(get("se")),
+            "ci_low": _num(get("ci_low")),
+            "ci_high": _num(get("ci_high")),
+            "median": _num(get("median")),
+            "q1": _num(get("q1")),
+            "q3": _num(get("q3")),
+            "change_score": get("change_score").fillna(False).astype(bool)
+            if "change_score" in config.columns
+            else False,
+            "rob_label": get("rob_overall").astype("string"),
+            "population": get("population").astype("string"),
+            "design": get("design").astype("string"),
+        }
+    )
+    df["citation"] = df["citation"].fillna(df["trial_id"])
+    if config.sheet.baseline_column:
+        base = raw[config.sheet.baseline_column].astype("string") == config.sheet.baseline_value
+        df["is_baseline"] = base.fillna(False).to_numpy()
+    else:
+        df["is_baseline"] = False
+    if config.study_attributes is not None:
+        df = _join_attributes(df, config)
+    df["rob_overall"] = df["rob_label"].map(lambda v: config.rob.get(v, v) if pd.notna(v) else v)
+
+    # Derive SDs where only SE, CI or median/IQR are given; record the rule.
+    df["sd_rule"] = np.where(df["sd"].notna(), "reported", "")
+    from_se = df["sd"].isna() & df["se"].notna() & df["n"].notna()
+    df.loc[from_se, "sd"] = sd_from_se(df.loc[from_se, "se"], df.loc[from_se, "n"])
+    df.loc[from_se, "sd_rule"] = "from SE (Handbook 6.5.2.2)"
+    from_ci = df["sd"].isna() & df["ci_low"].notna() & df["ci_high"].notna() & df["n"].notna()
+    df.loc[from_ci, "sd"] = sd_from_ci(
+        df.loc[from_ci, "ci_low"],
+        df.loc[from_ci, "ci_high"],
+        df.loc[from_ci, "n"],
+        config.sd_from_ci,
+    )
+    df.loc[from_ci, "sd_rule"] = f"from 95% CI ({config.sd_from_ci}; Handbook 6.5.2.2)"
+    from_iqr = df["sd"].isna() & df[["median", "q1", "q3", "n"]].notna().all(axis=1)
+    mean_iqr, sd_iqr = mean_sd_from_median_iqr(
+        df.loc[from_iqr, "q1"],
+        df.loc[from_iqr, "median"],
+        df.loc[from_iqr, "q3"],
+        df.loc[from_iqr, "n"],
+        config.median_rule,
+    )
+    df.loc[from_iqr, "sd"] = sd_iqr
+    df.loc[from_iqr & df["mean"].isna(), "mean"] = mean_iqr[
+        df.loc[from_iqr, "mean"].isna().to_numpy()
+    ]
+    rule_word = (
+        "Wan et al. 2014 C3" if config.median_rule == "wan" else "IQR/1.35, Handbook 6.5.2.5"
+    )
+    df.loc[from_iqr, "sd_rule"] = f"from median/IQR ({rule_word})"
+
+    # Instruments: range, direction and canonical rescaling.
+    df["arm_class"] = df["arm_label"].map(config.arm_classes)
+    df["outcome"] = df["outcome_label"].map(config.outcomes)
+    spec = df["instrument_label"].map(lambda v: config.instruments.get(v) if pd.notna(v) else None)
+    df["instrument"] = spec.map(lambda s: s.registry if s is not None else None)
+    lo, hi, up, off, sc = [], [], [], [], []
+    for s in spec:
+        if s is None:
+            (
+                lo.append(np.nan),
+                hi.append(np.nan),
+                up.append(None),
+                off.append(np.nan),
+                sc.append(np.nan),
+            )
+        elif s.registry is not None:
+            ins = get_instrument(s.registry)
+            lo.append(ins.raw_min), hi.append(ins.raw_max), up.append(ins.higher_raw_is)
+            off.append(ins.offset), sc.append(ins.scale)
+        else:
+            (
+                lo.append(s.min),
+                hi.append(s.max),
+                up.append(s.higher_is),
+                off.append(np.nan),
+                sc.append(np.nan),
+            )
+    df["scale_min"], df["scale_max"], df["higher_is"] = lo, hi, up
+    offset, scale = np.asarray(off), np.asarray(sc)
+    df["mean_canonical"] = offset + scale * df["mean"].to_numpy()
+    df["sd_canonical"] = np.abs(scale) * df["sd"].to_numpy()
+
+    reason = _reasons(df)
+    flags = _flags(df, reason)
+    df["flags"] = flags
+    keep = reason == ""
+    quarantine = df.loc[~keep].assign(reason=reason[~keep])
+    trial_results = df.loc[keep, list(TRIAL_RESULTS_COLUMNS)].reset_index(drop=True)
+    report = {
+        "review_id": config.review_id,
+        "sheet": str(path),
+        "rows_in": rows_in,
+        "rows_kept": int(keep.sum()),
+        "rows_quarantined": int((~keep).sum()),
+        "quarantine_reasons": {
+            k: int(v) for k, v in pd.Series(reason[~keep]).value_counts().items()
+        },
+        "flags": _flag_counts(df["flags"]),
+        "sd_rules": {k: int(v) for k, v in df.loc[keep, "sd_rule"].value_counts().items() if k},
+        "trials_kept": int(trial_results["trial_id"].nunique()),
+    }
+    assert report["rows_kept"] + report["rows_quarantined"] == rows_in
+    quarantine = quarantine.astype({c: "string" for c in ("flags",)}).reset_index(drop=True)
+    return Validated(trial_results, quarantine, report)
+
+
+def _join_attributes(df: pd.DataFrame, config: ReviewConfig) -> pd.DataFrame:
+    attr_cfg = config.study_attributes
+    assert attr_cfg is not None
+    path = config.base_dir / attr_cfg.file
+    attrs = read_sheet(path)
+    missing = [
+        c
+        for c in [attr_cfg.trial_id, *attr_cfg.columns.values(), *attr_cfg.rob_domains]
+        if c not in attrs
+    ]
+    if missing:
+        raise InputFileError(f"{path}: column(s) {missing} named in study_attributes not found")
+    out = pd.DataFrame({"trial_id": attrs[attr_cfg.trial_id].astype("string").str.strip()})
+    for field, column in attr_cfg.columns.items():
+        out[field] = attrs[column].astype("string")
+    if attr_cfg.rob_domains:
+        levels = attrs[attr_cfg.rob_domains].apply(lambda c: c.map(config.rob))
+        order = {"low": 0, "some_concerns": 1, "high": 2}
+        worst = levels.apply(lambda c: c.map(order)).max(axis=1)
+        out["rob_label"] = worst.map({0: "low", 1: "some_concerns", 2: "high"}).astype("string")
+    merged = df.drop(columns=[c for c in out.columns if c != "trial_id" and c in df]).merge(
+        out.drop_duplicates("trial_id"), on="trial_id", how="left"
+    )
+    merged.index = df.index
+    return merged
+
+
+def _reasons(df: pd.DataFrame) -> np.ndarray:
+    """One reason code per row ('' = keep); the first failing rule wins."""
+    follow = ~df["is_baseline"].to_numpy()
+    lo, hi, mean, sd = (df[c].to_numpy(float) for c in ("scale_min", "scale_max", "mean", "sd"))
+    change = df["change_score"].to_numpy(bool)
+    with np.errstate(invalid="ignore"):
+        outside = ~change & ((mean < lo - 1e-9) | (mean > hi + 1e-9))
+        bound = (hi - mean) * (mean - lo)
+        impossible_sd = ~change & ~outside & (sd**2 > bound * 1.0001 + 1e-12)
+    mismatch = _scale_mismatch(df)
+    rules = [
+        ("missing_trial_id", df["trial_id"].isna().to_numpy()),
+        ("unknown_arm_class", df["arm_class"].isna().to_numpy()),
+        ("unknown_outcome", df["outcome"].isna().to_numpy()),
+        (
+            "instrument_placeholder",
+            df["instrument_label"].isin(PLACEHOLDER_TOOLS).fillna(False).to_numpy(),
+        ),
+        ("unknown_instrument", np.isnan(lo)),
+        ("n_below_1", follow & (df["n"].to_numpy(float) < 1)),
+        ("sd_not_positive", sd <= 0),
+        ("mean_outside_range", outside),
+        ("sd_impossible_for_range", impossible_sd),
+        ("scale_label_mismatch", mismatch),
+        ("no_mean", follow & np.isnan(mean)),
+        ("no_dispersion", follow & np.isnan(sd)),
+        ("no_n", follow & np.isnan(df["n"].to_numpy(float))),
+    ]
+    reason = np.full(len(df), "", dtype=object)
+    for code, hit in reversed(rules):
+        reason = np.where(hit, code, reason)
+    return reason
+
+
+def _scale_mismatch(df: pd.DataFrame) -> np.ndarray:
+    """All means of a trial x outcome on a 0-100 instrument below 10: a mislabelled 0-10 scale."""
+    wide = ((df["scale_max"] - df["scale_min"]) >= 50) & df["instrument"].notna()
+    small = df["mean"] < 0.1 * df["scale_max"]
+    key = df["trial_id"].astype(str) + "|" + df["outcome_label"].astype(str)
+    all_small = small.groupby(key).transform("all") & df["mean"].notna().groupby(key).transform(
+        "sum"
+    ).gt(1)
+    return (wide & all_small & df["mean"].notna()).to_numpy()
+
+
+def _flags(df: pd.DataFrame, reason: np.ndarray) -> list[str]:
+    flags: list[list[str]] = [[] for _ in range(len(df))]
+    ok = pd.Series(reason == "", index=df.index) & df["sd"].notna()
+    cell = (
+        df["trial_id"].astype(str)
+        + "|"
+        + df["outcome_label"].astype(str)
+        + "|"
+        + df["timepoint_weeks"].astype(str)
+        + "|"
+        + df["is_baseline"].astype(str)
+    )
+    sub = df[ok]
+    groups = sub.groupby(cell[ok])["sd"]
+    identical = groups.transform(lambda s: len(s) >= 2 and s.nunique() == 1)
+    for i in identical[identical].index:
+        flags[df.index.get_loc(i)].append("sd_identical_across_arms")
+    per_value = sub.groupby([sub["instrument_label"].astype(str), sub["sd"].round(6)])[
+        "trial_id"
+    ].transform("nunique")
+    for i in per_value[per_value >= REPEATED_SD_MIN_TRIALS].index:
+        flags[df.index.get_loc(i)].append("sd_repeated_across_studies")
+    derived = df["sd_rule"].str.startswith("from")
+    for i in df.index[derived]:
+        flags[df.index.get_loc(i)].append("sd_derived")
+    label = df["citation"].astype(str)
+    ids_per_label = df.groupby(label)["trial_id"].transform("nunique")
+    for i in df.index[ids_per_label > 1]:
+        flags[df.index.get_loc(i)].append("citation_label_repeats")
+    cross = df["design"].astype("string").str.contains("cross", case=False).fillna(False)
+    for i in df.index[cross]:
+        flags[df.index.get_loc(i)].append("crossover_design")
+    return [";".join(f) for f in flags]
+
+
+def _flag_counts(flags: pd.Series) -> dict[str, int]:
+    exploded = flags.str.split(";").explode()
+    exploded = exploded[exploded != ""]
+    return {k: int(v) for k, v in exploded.value_counts().items()}
