@@ -150,7 +150,7 @@ class ReviewConfig(_Strict):
     citation: str
     licence: str = "none stated"
     sheet: SheetSpec
-    columns: dict[str, str]
+    columns: dict[str, str]  # canonical field -> sheet column, or "=value" for a constant
     arm_classes: dict[str, str]
     outcomes: dict[str, str]
     instruments: dict[str, InstrumentSpec]

@@ -11,7 +11,7 @@ Bhatia-Davis bound (max - mean)(mean - min) of a bounded scale), ``scale_label_m
 0-100, or values wrong), ``no_dispersion`` and ``no_mean`` (follow-up rows only).
 
 Flags (rows kept): ``sd_identical_across_arms``, ``sd_repeated_across_studies`` (the same SD on
-the same instrument in >= 5 trials: imputed), ``sd_derived`` (from SE, CI or IQR; rule recorded),
+the same outcome in >= 5 trials: imputed; every row with an SD counts), ``sd_derived`` (from SE, CI or IQR; rule recorded),
 ``citation_label_repeats`` (one author-year label names two trial ids), ``crossover_design``.
 """
 
@@ -89,6 +89,8 @@ def _col(frame: pd.DataFrame, config: ReviewConfig, field: str, path: Path) -> p
     column = config.columns.get(field)
     if column is None:
         return pd.Series(np.nan, index=frame.index)
+    if column.startswith("="):  # a constant for every row, e.g. outcome: "=back_pain"
+        return pd.Series(column[1:], index=frame.index)
     if column not in frame.columns:
         raise InputFileError(
             f"{path}: column '{column}' (columns.{field} in review.yaml) not found"
@@ -304,7 +306,7 @@ def _scale_mismatch(df: pd.DataFrame) -> np.ndarray:
 
 
 def _flags(df: pd.DataFrame, reason: np.ndarray) -> list[str]:
-    flags: list[list[str]] = [[] for _ in range(len(df))]
+    """Semicolon-joined flags per row (vectorised: one boolean column per flag)."""
     ok = pd.Series(reason == "", index=df.index) & df["sd"].notna()
     cell = (
         df["trial_id"].astype(str)
@@ -315,27 +317,30 @@ def _flags(df: pd.DataFrame, reason: np.ndarray) -> list[str]:
         + "|"
         + df["is_baseline"].astype(str)
     )
-    sub = df[ok]
-    groups = sub.groupby(cell[ok])["sd"]
-    identical = groups.transform(lambda s: len(s) >= 2 and s.nunique() == 1)
-    for i in identical[identical].index:
-        flags[df.index.get_loc(i)].append("sd_identical_across_arms")
-    per_value = sub.groupby([sub["instrument_label"].astype(str), sub["sd"].round(6)])[
-        "trial_id"
-    ].transform("nunique")
-    for i in per_value[per_value >= REPEATED_SD_MIN_TRIALS].index:
-        flags[df.index.get_loc(i)].append("sd_repeated_across_studies")
-    derived = df["sd_rule"].str.startswith("from")
-    for i in df.index[derived]:
-        flags[df.index.get_loc(i)].append("sd_derived")
-    label = df["citation"].astype(str)
-    ids_per_label = df.groupby(label)["trial_id"].transform("nunique")
-    for i in df.index[ids_per_label > 1]:
-        flags[df.index.get_loc(i)].append("citation_label_repeats")
-    cross = df["design"].astype("string").str.contains("cross", case=False).fillna(False)
-    for i in df.index[cross]:
-        flags[df.index.get_loc(i)].append("crossover_design")
-    return [";".join(f) for f in flags]
+    sd_ok = df["sd"].where(ok)
+    arms = sd_ok.groupby(cell).transform("count")
+    distinct = sd_ok.groupby(cell).transform("nunique")
+    identical = ok & (arms >= 2) & (distinct == 1)
+    # imputation is a property of the sheet: every row with an SD counts, quarantined or not
+    value_key = df["outcome_label"].astype(str) + "|" + df["sd"].round(6).astype(str)
+    trials = df["trial_id"].where(df["sd"].notna()).groupby(value_key).transform("nunique")
+    repeated = df["sd"].notna() & (trials >= REPEATED_SD_MIN_TRIALS)
+    derived = df["sd_rule"].astype(str).str.startswith("from")
+    labels = df.groupby(df["citation"].astype(str))["trial_id"].transform("nunique") > 1
+    cross = (
+        df["design"].astype("string").str.contains("cross", case=False).fillna(False).astype(bool)
+    )
+    table = pd.DataFrame(
+        {
+            "sd_identical_across_arms": identical,
+            "sd_repeated_across_studies": repeated,
+            "sd_derived": derived,
+            "citation_label_repeats": labels,
+            "crossover_design": cross,
+        }
+    ).fillna(False)
+    names = np.array(table.columns)
+    return [";".join(names[row]) for row in table.to_numpy(bool)]
 
 
 def _flag_counts(flags: pd.Series) -> dict[str, int]:
