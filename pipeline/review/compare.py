@@ -5,7 +5,8 @@ through the registry onto the question's domain, else Hedges' g (exact J, metafo
 Sign convention: intervention minus comparator on the domain's own direction (pain: negative =
 less pain; function: positive = better function). Multi-arm trials: ``split_control`` divides
 the shared arm's n among the comparisons; ``combine`` merges arms by Handbook Table 6.5.a; a
-trial never contributes its participants twice.
+trial never contributes its participants twice. Where a trial reports both change scores and
+final values, ``prefer`` in review.yaml picks one; the choice is kept in ``change_score``.
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ def question_comparisons(
         & tr["arm_class"].isin(question.intervention + question.comparator)
     ].copy()
     sel["side"] = np.where(sel["arm_class"].isin(question.intervention), "t", "c")
+    # change scores vs final values: keep the preferred kind where a trial reports both
+    preferred = sel["change_score"].astype(bool) == (config.prefer == "change")
+    has_preferred = preferred.groupby(sel["trial_id"]).transform("any")
+    sel = sel[preferred | ~has_preferred]
     # latest follow-up in the window at which the trial has both sides
     both = sel.groupby(["trial_id", "timepoint_weeks"])["side"].transform("nunique") == 2
     sel = sel[both]

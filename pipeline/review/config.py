@@ -126,8 +126,11 @@ class Question(_Strict):
     outcome: str
     weeks: tuple[float, float]
     outcome_label: str | None = None
+    intervention_label: str | None = None  # plain words for claims, e.g. "Exercise"
+    comparator_label: str | None = None  # e.g. "usual care"
     population_values: list[str] | None = None  # trials' population attribute values that match
-    mid: float | None = None  # threshold for imprecision/inconsistency (canonical units or SMD)
+    mid: float | None = None  # threshold for imprecision/inconsistency, canonical units (MD)
+    mid_smd: float = 0.2  # the same threshold when the question is pooled as an SMD
 
     @model_validator(mode="after")
     def _classes(self) -> Question:

@@ -46,6 +46,8 @@ VERB = {
 
 
 def intervention_words(q: Question) -> str:
+    if q.intervention_label:
+        return q.intervention_label[0].upper() + q.intervention_label[1:]
     names = [PLAIN_CLASS.get(c, c.replace("_", " ")) for c in q.intervention]
     text = (
         names[0]
@@ -63,17 +65,18 @@ def sentence(q: Question, measure: str, est: float, lo: float, hi: float, certai
     if measure == "SMD":
         units = "standard deviations"
     who = intervention_words(q)
-    comparator = (
+    comparator = q.comparator_label or (
         "control"
         if len(q.comparator) > 1
         else COMPARATOR_WORDS.get(q.comparator[0], q.comparator[0].replace("_", " "))
     )
     better_low = DOMAIN_DIRECTION.get(q.outcome, "worse") == "worse"
     benefit = (est < 0) if better_low else (est > 0)
-    mid = q.mid or (0.2 if measure == "SMD" else 1.0)
+    mid = q.mid_smd if measure == "SMD" else (q.mid or 1.0)
     size = abs(est)
     if certainty == "very_low":
-        first = f"The evidence is very uncertain about the effect of {who.lower()} on {outcome}."
+        lower = who if who[:2].isupper() else who[0].lower() + who[1:]
+        first = f"The evidence is very uncertain about the effect of {lower} on {outcome}."
     else:
         reduce, improve, none = VERB[certainty]
         if size < mid / 2:
@@ -97,9 +100,10 @@ def sentence(q: Question, measure: str, est: float, lo: float, hi: float, certai
         a, b = sorted([abs(lo), abs(hi)])
         second = f"It was about {size:.{digits}f} {unit_word} {side}{scale}, could be {a:.{digits}f} to {b:.{digits}f}."
     else:
+        low_word, high_word = ("lower", "higher")
         second = (
             f"It was about {size:.{digits}f} {unit_word} {side}{scale}, "
-            f"could be {lo:.{digits}f} to {hi:.{digits}f}."
+            f"could be {abs(lo):.{digits}f} {low_word} to {hi:.{digits}f} {high_word}."
         )
     return f"{first} {second}"
 
@@ -148,7 +152,7 @@ def analyse_question(config: ReviewConfig, q: Question, cmp: pd.DataFrame) -> di
     k = main.k
     eg = egger(y, v) if k >= 10 else None
     measure = str(cmp["measure"].iloc[0])
-    mid = q.mid or (0.2 if measure == "SMD" else 1.0)
+    mid = q.mid_smd if measure == "SMD" else (q.mid or 1.0)
     w = 1 / (v + main.tau2)
     indirect = cmp["design"].astype(str).str.contains("cross", case=False).to_numpy()
     if q.population_values is not None:
