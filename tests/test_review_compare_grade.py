@@ -152,3 +152,85 @@ def test_grade_domains_fire() -> None:
 def test_optimal_information_size_closed_form() -> None:
     # SMD 0.2 (SD 1): 2 x 2 x (1.96 + 0.84)^2 / 0.04 = 785 participants (393 per group)
     assert optimal_information_size(0.2, 1.0) == 785
+
+
+def test_one_row_per_comparison_layout(tmp_path: Path) -> None:
+    from scipy import stats
+
+    sheet = pd.DataFrame(
+        {
+            "trial": ["T1", "T2", "T3", "T4", "T5"],
+            "exp": ["Exercise", "Usual care", "Exercise", "Exercise", "Exercise"],
+            "ctl": ["Usual care", "Exercise", "Usual care", "Usual care", "Usual care"],
+            "tool": ["ODI", "RMDQ", "NPRS", "ODI", "ODI"],
+            "n1": [50, 40, 30, 30, 20],
+            "n2": [50, 40, 30, 30, 20],
+            "md": [-8.0, 2.0, -1.0, -5.0, None],
+            "se": [None, 0.8, 0.3, None, 1.0],
+            "lo": [-14.0, None, None, None, None],
+            "hi": [-2.0, None, None, None, None],
+            "p": [None, None, None, 0.04, None],
+        }
+    )
+    sheet.to_csv(tmp_path / "sheet.csv", index=False)
+    review = {
+        "review_id": "toy-comparisons",
+        "title": "toy",
+        "citation": "toy",
+        "sheet": {"file": "sheet.csv", "layout": "comparison"},
+        "columns": {
+            "trial_id": "trial",
+            "arm_class": "exp",
+            "comparator_class": "ctl",
+            "outcome": "=function",
+            "instrument": "tool",
+            "timepoint_weeks": "=12",
+            "n": "n1",
+            "n_comparator": "n2",
+            "effect": "md",
+            "se": "se",
+            "ci_low": "lo",
+            "ci_high": "hi",
+            "p_value": "p",
+        },
+        "arm_classes": {"Exercise": "exercise", "Usual care": "usual_care"},
+        "outcomes": {"function": "function"},
+        "instruments": {
+            "ODI": {"registry": "odi"},
+            "RMDQ": {"registry": "roland_morris"},
+            "NPRS": {"registry": "nprs"},
+        },
+        "questions": [
+            {
+                "id": "q",
+                "title": "q",
+                "population": "p",
+                "intervention": ["exercise"],
+                "comparator": ["usual_care"],
+                "outcome": "function",
+                "weeks": [0, 26],
+            }
+        ],
+    }
+    (tmp_path / "review.yaml").write_text(yaml.safe_dump(review))
+    config = load_review_config(tmp_path / "review.yaml")
+    validated = validate_review(config)
+    assert validated.report["quarantine_reasons"] == {"no_effect": 1}
+    assert validated.report["se_rules"] == {
+        "reported": 2,
+        "from 95% CI (Handbook 6.3.1)": 1,
+        "from p value (t, Handbook 6.5.2.3)": 1,
+    }
+    cmp = question_comparisons(validated.trial_results, config, config.questions[0]).set_index(
+        "trial_id"
+    )
+    assert list(cmp.index) == [
+        "T1",
+        "T2",
+        "T4",
+    ]  # T3 is a pain instrument: not this question's domain
+    assert cmp.loc["T1", "yi"] == pytest.approx(8.0)  # ODI reversed onto function (higher = better)
+    assert cmp.loc["T1", "vi"] == pytest.approx((12 / (2 * 1.959964)) ** 2, rel=1e-6)
+    assert cmp.loc["T2", "yi"] == pytest.approx(2.0 * 100 / 24)  # reported the other way round
+    assert cmp.loc["T2", "intervention_class"] == "exercise"
+    assert cmp.loc["T4", "vi"] == pytest.approx((5 / stats.t.ppf(0.98, 58)) ** 2, rel=1e-9)

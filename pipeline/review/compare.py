@@ -42,6 +42,8 @@ def question_comparisons(
     trial_results: pd.DataFrame, config: ReviewConfig, question: Question
 ) -> pd.DataFrame:
     """One row per trial comparison for ``question`` (empty frame when no trial qualifies)."""
+    if config.sheet.layout == "comparison":
+        return _reported_comparisons(trial_results, question)
     tr = trial_results
     lo, hi = question.weeks
     sel = tr[
@@ -121,6 +123,73 @@ def question_comparisons(
                 }
             )
     return pd.DataFrame(rows)
+
+
+def _reported_comparisons(tr: pd.DataFrame, question: Question) -> pd.DataFrame:
+    """Comparisons reported as an effect with its SE: mean differences on the canonical scale.
+
+    The effect is rescaled by the registry's factor (its sign turns 'higher is worse' into the
+    canonical direction); a comparison reported the other way round is negated. Only registry
+    instruments of the question's domain qualify (an SMD cannot be formed from an MD alone). A trial
+    with several reported comparisons in the question keeps the one with most participants: summary
+    effects sharing an arm cannot be split, so the others would double count.
+    """
+    lo, hi = question.weeks
+    forward = tr["arm_class"].isin(question.intervention) & tr["comparator_class"].isin(
+        question.comparator
+    )
+    reverse = tr["arm_class"].isin(question.comparator) & tr["comparator_class"].isin(
+        question.intervention
+    )
+    canon = OUTCOME_CANONICAL.get(question.outcome)
+    domain_ok = tr["instrument"].map(lambda k: isinstance(k, str) and _registry_domain(k) == canon)
+    sel = tr[
+        (tr["outcome"] == question.outcome)
+        & tr["timepoint_weeks"].between(lo, hi)
+        & (forward | reverse)
+        & domain_ok.astype(bool)
+    ].copy()
+    if sel.empty:
+        return pd.DataFrame()
+    sign = np.where(forward[sel.index], 1.0, -1.0)
+    sel["yi"] = sign * sel["effect"] * sel["canonical_scale"]
+    sel["vi"] = (sel["se"] * sel["canonical_scale"].abs()) ** 2
+    sel["n_total"] = sel["n"] + sel["n_comparator"]
+    sel["n_intervention"] = np.where(sign > 0, sel["n"], sel["n_comparator"])
+    sel["n_comparator_arm"] = np.where(sign > 0, sel["n_comparator"], sel["n"])
+    sel["intervention_class"] = np.where(sign > 0, sel["arm_class"], sel["comparator_class"])
+    sel["comparator_class_out"] = np.where(sign > 0, sel["comparator_class"], sel["arm_class"])
+    latest = sel.groupby("trial_id")["timepoint_weeks"].transform("max")
+    sel = sel[sel["timepoint_weeks"] == latest]
+    count = sel.groupby("trial_id")["trial_id"].transform("size")
+    sel = sel.sort_values(["trial_id", "n_total"], ascending=[True, False]).drop_duplicates(
+        "trial_id"
+    )
+    return pd.DataFrame(
+        {
+            "trial_id": sel["trial_id"],
+            "citation": sel["citation"].astype(str),
+            "year": sel["year"],
+            "intervention_class": sel["intervention_class"],
+            "comparator_class": sel["comparator_class_out"],
+            "n_intervention": sel["n_intervention"].astype(float),
+            "n_comparator": sel["n_comparator_arm"].astype(float),
+            "n_total": sel["n_total"].astype(float),
+            "timepoint_weeks": sel["timepoint_weeks"].astype(float),
+            "instrument": sel["instrument_label"].astype(str),
+            "measure": "MD",
+            "yi": sel["yi"].astype(float),
+            "vi": sel["vi"].astype(float),
+            "multi_arm": np.where(
+                count[sel.index] > 1, "largest of several reported comparisons", "reported"
+            ),
+            "rob_overall": sel["rob_overall"],
+            "population": sel["population"],
+            "design": sel["design"],
+            "change_score": sel["change_score"].astype(bool),
+            "flags": sel["flags"].astype(str),
+        }
+    ).reset_index(drop=True)
 
 
 def _registry_domain(key: str) -> str:

@@ -64,6 +64,10 @@ CANONICAL_FIELDS: tuple[str, ...] = (
     "rob_overall",
     "population",
     "design",
+    "comparator_class",  # layout "comparison" only: the comparator arm's label
+    "n_comparator",
+    "effect",  # mean difference, intervention minus comparator, on the instrument's raw scale
+    "p_value",
 )
 ROB_LEVELS = ("low", "some_concerns", "high")
 
@@ -173,7 +177,11 @@ class ReviewConfig(_Strict):
             raise ValueError(
                 f"columns: unknown canonical field(s) {unknown} (known: {', '.join(CANONICAL_FIELDS)})"
             )
-        for required in ("trial_id", "arm", "arm_class", "outcome", "n"):
+        needed = ("trial_id", "arm", "arm_class", "outcome", "n")
+        if self.sheet.layout == "comparison":
+            needed = ("trial_id", "arm_class", "comparator_class", "outcome", "instrument", "n")
+            needed += ("n_comparator", "effect")
+        for required in needed:
             if required not in self.columns:
                 raise ValueError(f"columns.{required}: required field is missing")
         for label, cls in self.arm_classes.items():

@@ -13,6 +13,10 @@ Bhatia-Davis bound (max - mean)(mean - min) of a bounded scale), ``scale_label_m
 Flags (rows kept): ``sd_identical_across_arms``, ``sd_repeated_across_studies`` (the same SD on
 the same outcome in >= 5 trials: imputed; every row with an SD counts), ``sd_derived`` (from SE, CI or IQR; rule recorded),
 ``citation_label_repeats`` (one author-year label names two trial ids), ``crossover_design``.
+
+Sheets with one row per comparison (``layout: comparison``) carry an effect (mean difference on
+the instrument's scale) with its SE, 95% CI or p value; their reasons are ``unknown_comparator_class``,
+``no_effect``, ``no_se``, ``se_not_positive`` and ``effect_exceeds_range`` besides the shared ones.
 """
 
 from __future__ import annotations
@@ -26,7 +30,13 @@ import pandas as pd
 from pipeline.errors import InputFileError
 from pipeline.instruments import get_instrument
 from pipeline.review.config import ReviewConfig
-from pipeline.review.effect_sizes import mean_sd_from_median_iqr, sd_from_ci, sd_from_se
+from pipeline.review.effect_sizes import (
+    mean_sd_from_median_iqr,
+    sd_from_ci,
+    sd_from_se,
+    se_from_ci,
+    se_from_p,
+)
 
 PLACEHOLDER_TOOLS = frozenset({"0", "0.0"})
 REPEATED_SD_MIN_TRIALS = 5
@@ -58,6 +68,12 @@ TRIAL_RESULTS_COLUMNS = (
     "population",
     "design",
     "flags",
+    "comparator_class",
+    "n_comparator",
+    "effect",
+    "se",
+    "se_rule",
+    "canonical_scale",
 )
 
 
@@ -132,6 +148,10 @@ def validate_review(config: ReviewConfig) -> Validated:
             "change_score": get("change_score").fillna(False).astype(bool)
             if "change_score" in config.columns
             else False,
+            "comparator_label": get("comparator_class").astype("string").str.strip(),
+            "n_comparator": _num(get("n_comparator")),
+            "effect": _num(get("effect")),
+            "p_value": _num(get("p_value")),
             "rob_label": get("rob_overall").astype("string"),
             "population": get("population").astype("string"),
             "design": get("design").astype("string"),
@@ -177,8 +197,27 @@ def validate_review(config: ReviewConfig) -> Validated:
     )
     df.loc[from_iqr, "sd_rule"] = f"from median/IQR ({rule_word})"
 
+    comparison = config.sheet.layout == "comparison"
+    df["se_rule"] = ""
+    if comparison:
+        # SE of a reported effect: given, else from its 95% CI (6.3.1), else from p (t, n1 + n2 - 2 df)
+        df["sd"] = np.nan
+        df["sd_rule"] = ""
+        df.loc[df["se"].notna(), "se_rule"] = "reported"
+        ci = df["se"].isna() & df["ci_low"].notna() & df["ci_high"].notna()
+        df.loc[ci, "se"] = se_from_ci(df.loc[ci, "ci_low"], df.loc[ci, "ci_high"])
+        df.loc[ci, "se_rule"] = "from 95% CI (Handbook 6.3.1)"
+        pv = df["se"].isna() & df["p_value"].notna() & df["effect"].notna()
+        df.loc[pv, "se"] = se_from_p(
+            df.loc[pv, "effect"],
+            df.loc[pv, "p_value"],
+            df.loc[pv, "n"] + df.loc[pv, "n_comparator"] - 2,
+        )
+        df.loc[pv, "se_rule"] = "from p value (t, Handbook 6.5.2.3)"
+
     # Instruments: range, direction and canonical rescaling.
     df["arm_class"] = df["arm_label"].map(config.arm_classes)
+    df["comparator_class"] = df["comparator_label"].map(config.arm_classes)
     df["outcome"] = df["outcome_label"].map(config.outcomes)
     spec = df["instrument_label"].map(lambda v: config.instruments.get(v) if pd.notna(v) else None)
     df["instrument"] = spec.map(lambda s: s.registry if s is not None else None)
@@ -208,8 +247,9 @@ def validate_review(config: ReviewConfig) -> Validated:
     offset, scale = np.asarray(off), np.asarray(sc)
     df["mean_canonical"] = offset + scale * df["mean"].to_numpy()
     df["sd_canonical"] = np.abs(scale) * df["sd"].to_numpy()
+    df["canonical_scale"] = scale
 
-    reason = _reasons(df)
+    reason = _comparison_reasons(df) if comparison else _reasons(df)
     flags = _flags(df, reason)
     df["flags"] = flags
     keep = reason == ""
@@ -226,6 +266,7 @@ def validate_review(config: ReviewConfig) -> Validated:
         },
         "flags": _flag_counts(df["flags"]),
         "sd_rules": {k: int(v) for k, v in df.loc[keep, "sd_rule"].value_counts().items() if k},
+        "se_rules": {k: int(v) for k, v in df.loc[keep, "se_rule"].value_counts().items() if k},
         "trials_kept": int(trial_results["trial_id"].nunique()),
     }
     assert report["rows_kept"] + report["rows_quarantined"] == rows_in
@@ -287,6 +328,33 @@ def _reasons(df: pd.DataFrame) -> np.ndarray:
         ("no_mean", follow & np.isnan(mean)),
         ("no_dispersion", follow & np.isnan(sd)),
         ("no_n", follow & np.isnan(df["n"].to_numpy(float))),
+    ]
+    reason = np.full(len(df), "", dtype=object)
+    for code, hit in reversed(rules):
+        reason = np.where(hit, code, reason)
+    return reason
+
+
+def _comparison_reasons(df: pd.DataFrame) -> np.ndarray:
+    """Reason codes for one-row-per-comparison sheets ('' = keep)."""
+    lo, hi, effect, se = (df[c].to_numpy(float) for c in ("scale_min", "scale_max", "effect", "se"))
+    with np.errstate(invalid="ignore"):
+        too_big = np.abs(effect) > (hi - lo) + 1e-9
+    rules = [
+        ("missing_trial_id", df["trial_id"].isna().to_numpy()),
+        ("unknown_arm_class", df["arm_class"].isna().to_numpy()),
+        ("unknown_comparator_class", df["comparator_class"].isna().to_numpy()),
+        ("unknown_outcome", df["outcome"].isna().to_numpy()),
+        (
+            "instrument_placeholder",
+            df["instrument_label"].isin(PLACEHOLDER_TOOLS).fillna(False).to_numpy(),
+        ),
+        ("unknown_instrument", np.isnan(lo)),
+        ("n_below_1", (df["n"].to_numpy(float) < 1) | (df["n_comparator"].to_numpy(float) < 1)),
+        ("no_effect", np.isnan(effect)),
+        ("no_se", np.isnan(se)),
+        ("se_not_positive", se <= 0),
+        ("effect_exceeds_range", too_big),
     ]
     reason = np.full(len(df), "", dtype=object)
     for code, hit in reversed(rules):
