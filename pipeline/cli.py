@@ -113,6 +113,38 @@ def _run_meta(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_review(args: argparse.Namespace) -> int:
+    from pipeline.params import load_section
+    from pipeline.review.stage import run_review
+
+    reviews = load_section("review", args.params).get("reviews", {})
+    if args.review not in reviews:
+        raise ConfigError(
+            f"{args.params}: review.reviews has no '{args.review}' (known: {', '.join(sorted(reviews))})"
+        )
+    summary = run_review(
+        Path("data/raw") / args.review / "review.yaml",
+        Path(reviews[args.review]["exports"]),
+        args.processed_root / args.review,
+        args.reports_root / args.review,
+    )
+    report = summary["report"]
+    print(
+        f"review {args.review}: {report['rows_in']} rows in = {report['rows_kept']} kept + "
+        f"{report['rows_quarantined']} quarantined"
+    )
+    for q in summary["questions"]:
+        if "claim" in q:
+            n = q["claim"]["numbers"]
+            print(
+                f"  {q['question']}: {n['measure']} {n['estimate']:.2f} ({n['ci_low']:.2f} to "
+                f"{n['ci_high']:.2f}), k = {n['k']}, {q['claim']['certainty']}"
+            )
+        else:
+            print(f"  {q['question']}: {q['note']}")
+    return 0
+
+
 def _run_summarise(args: argparse.Namespace) -> int:
     from pipeline.params import load_section
     from pipeline.summarise.stage import run_summarise, run_summarise_meta
@@ -251,6 +283,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_params(meta)
     _add_processed_root(meta)
     meta.set_defaults(handler=_run_meta)
+
+    review = commands.add_parser(
+        "review",
+        help="evidence review from published trial results: SoF table, forest plots, claims",
+        description="Map data/raw/REVIEW/review.yaml's extraction sheet (folder from review.reviews "
+        "in PARAMS) onto trial_results, quarantine bad rows, pool each declared question and write "
+        "data/processed/REVIEW/ and reports/REVIEW/ (sof.csv, sof.html, forest plots, claims.json).",
+    )
+    review.add_argument("review", help="review id: a folder under data/raw/ with a review.yaml")
+    _add_params(review)
+    _add_processed_root(review)
+    review.add_argument(
+        "--reports-root",
+        default=Path("reports"),
+        type=Path,
+        help="folder that receives reports/<review>/ (default: %(default)s)",
+    )
+    review.set_defaults(handler=_run_review)
 
     notebooks = commands.add_parser(
         "notebooks",

@@ -1,0 +1,1 @@
+"""Evidence reviews from published (aggregate) trial results: review.yaml in, SoF and claims out."""
