@@ -406,6 +406,26 @@ def check_uncited(
     ]
 
 
+def _merge_two_sentence_claims(
+    sentences: Sequence[DraftSentence], claims: Mapping[str, Claim]
+) -> list[DraftSentence]:
+    """Join an uncited sentence to the next one when that cites a two-sentence claim.
+
+    A claim may be two sentences (the second carries the range); its id follows the second.
+    """
+    merged: list[DraftSentence] = []
+    for sentence in sentences:
+        cited = [claims.get(c.split("@")[0]) for c in sentence.claim_ids]
+        two = any(c is not None and len(lint.split_sentences(c.sentence)) > 1 for c in cited)
+        if two and merged and not merged[-1].claim_ids:
+            previous = merged.pop()
+            sentence = DraftSentence(
+                previous.line, f"{previous.text} {sentence.text}", sentence.claim_ids
+            )
+        merged.append(sentence)
+    return merged
+
+
 def check_draft(
     sentences: Sequence[DraftSentence],
     claims: Mapping[str, Claim],
@@ -435,7 +455,7 @@ def check_draft(
     """
     rules = rules or load_check_rules()
     findings: list[Finding] = []
-    for sentence in sentences:
+    for sentence in _merge_two_sentence_claims(sentences, claims):
         if sentence.claim_ids:
             for cited in sentence.claim_ids:
                 claim_id = cited.split("@")[0]
