@@ -103,3 +103,17 @@ def test_generated_fact_sheets_of_this_checkout_pass(capsys):
     for sheet in sorted((REPO / "reports").glob("*/fact_sheet.md")):
         status, out = _check([sheet, "--reports-root", REPO / "reports"], capsys)
         assert status == 0 and out.out.strip().endswith("0 error(s), 0 warning(s)"), out.out
+
+
+def test_lint_accepts_claims_json_as_certainties(reports, capsys, tmp_path):
+    from pipeline.summarise.lint import main as lint_main
+
+    sentence = CLAIMS["claims"][0]["sentence"]
+    draft = tmp_path / "draft.md"
+    draft.write_text(f"{sentence} [C-trial-pain-w10@0123abcd]\n", encoding="utf-8")
+    claims = reports / "trial" / "claims.json"
+    lint_main(["--certainties", str(claims), str(draft)])
+    assert "certainty_wording" not in capsys.readouterr().out  # versioned id found in claims.json
+    draft.write_text(f"{sentence.replace('reduces', 'may reduce')} [C-trial-pain-w10]\n")
+    assert lint_main(["--certainties", str(claims), str(draft)]) == 1
+    assert "certainty_wording" in capsys.readouterr().out
