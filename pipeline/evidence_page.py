@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import argparse
 import html
-import json
 import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
-from pipeline.check.claims import Claim, claim_from_record
+from pipeline.check.claims import Claim, read_claims_file
 from pipeline.check.rules import load_check_rules
 
 CERTAINTY_LABEL = {
@@ -38,7 +36,10 @@ def read_changes(text: str) -> dict[str, str]:
 
 def _range(claim: Claim) -> str:
     n = claim.numbers
-    if not all(isinstance(n.get(k), int | float) for k in ("estimate", "ci_low", "ci_high")):
+    if not all(
+        isinstance(n.get(k), int | float) and n[k] == n[k]
+        for k in ("estimate", "ci_low", "ci_high")
+    ):
         return ""
     units = f" {n['units']}" if n.get("units") else ""
     return f"{n['estimate']:.3g} (95% range {n['ci_low']:.3g} to {n['ci_high']:.3g}){units}"
@@ -232,10 +233,9 @@ def build_evidence_page(reports_root: Path) -> str:
     commits: set[str] = set()
     for path in sorted(Path(reports_root).glob("*/claims.json")):
         try:
-            raw: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-            for record in raw["claims"]:
-                claims.append(claim_from_record(record, size_words, str(raw.get("study_id", ""))))
-                commits.add(str(record.get("git_commit", "")))
+            for claim in read_claims_file(path, size_words):
+                claims.append(claim)
+                commits.add(str(claim.record.get("git_commit", "")))
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{path}: cannot read the claims ({error})") from None
         changes_file = path.with_name("claims_changes.md")

@@ -52,6 +52,22 @@ CLAIMS = {
         }
     ],
 }
+REVIEW_CLAIM = {
+    "claim_id": "C-review-exercise-pain",
+    "question": "exercise-pain",
+    "certainty": "very_low",
+    "sentence": "The evidence is very uncertain about the effect of exercise on back pain. "
+    "It was about 1.0 points higher on a 0 to 10 scale, could be -25.0 to 27.1.",
+    "grade": [
+        {
+            "domain": "risk of bias",
+            "judgement": "very serious",
+            "levels_down": 2,
+            "reason": "100% of the weight from trials at high risk",
+        },
+    ],
+    "numbers": {"estimate": 1.05, "ci_low": -25.0, "ci_high": 27.09, "pi_low": "NAN"},
+}
 CHANGES = "# Changed claims\n\n- **changed** C-stops-pain-w10: ...\n"
 
 
@@ -63,6 +79,11 @@ def reports(tmp_path: Path) -> Path:
             json.dumps({"study_id": study, "claims": records}), encoding="utf-8"
         )
     (tmp_path / "stops" / "claims_changes.md").write_text(CHANGES, encoding="utf-8")
+    # a review writes a bare list of claims, with GRADE domains and NaN where nothing was computed
+    (tmp_path / "review").mkdir()
+    (tmp_path / "review" / "claims.json").write_text(
+        "[" + json.dumps(REVIEW_CLAIM).replace('"NAN"', "NaN") + "]", encoding="utf-8"
+    )
     return tmp_path
 
 
@@ -75,6 +96,9 @@ def test_page_holds_every_claim_with_its_copy_text_and_filters(reports):
     assert '<option value="in people with depression or anxiety">' in page
     assert '<option value="very_low">Very low certainty</option>' in page
     assert page.count('class="claim changed"') == 1
+    assert 'id="C-review-exercise-pain"' in page
+    assert "risk of bias: very serious (down 2) - 100% of the weight" in page
+    assert '<option value="exercise">exercise</option>' in page
     assert "1.41 (95% range -1.89 to -0.94)" in page
     assert "152 vs 137 people" in page and "DEMONSTRATION DATA" in page
     assert "<script src" not in page and "http" not in page.split("<script>")[1]
@@ -138,8 +162,8 @@ def test_page_in_headless_chromium(reports, browser, tmp_path):
     page.write_text(build_evidence_page(reports), encoding="utf-8")
     browser.get(page.as_uri())
     assert browser.title.startswith("Evidence for fact sheets")
-    assert len(_visible(browser)) == 3
-    assert browser.find_element(By.ID, "count").text == "3 of 3 claims shown"
+    assert len(_visible(browser)) == 4
+    assert browser.find_element(By.ID, "count").text == "4 of 4 claims shown"
 
     Select(browser.find_element(By.ID, "f-certainty")).select_by_value("moderate")
     assert _visible(browser) == ["C-stops-function-w10"]
@@ -153,7 +177,7 @@ def test_page_in_headless_chromium(reports, browser, tmp_path):
     assert sorted(_visible(browser)) == ["C-stops-function-w10", "C-stops-pain-w10"]
     Select(browser.find_element(By.ID, "f-outcome")).select_by_value("back pain")
     assert _visible(browser) == ["C-stops-pain-w10"]
-    assert browser.find_element(By.ID, "count").text == "1 of 3 claims shown"
+    assert browser.find_element(By.ID, "count").text == "1 of 4 claims shown"
 
     # the copy button, reached and pressed with the keyboard
     button = browser.find_element(By.CSS_SELECTOR, "#C-stops-pain-w10 button.copy")

@@ -23,6 +23,10 @@ _CORE = re.compile(
     r"compared (?:with|to) (?P<comparator>[^(.]+?)\s*(?:\(|\.|$)",
     re.IGNORECASE,
 )
+_REVIEW = re.compile(
+    r"\babout the effect of (?P<intervention>.+?) on (?P<outcome>[^.]+?)(?: compared with [^.]+)?\.",
+    re.IGNORECASE,
+)
 _CONDITION = re.compile(
     r"\bin people with(?:out)? [a-z ]+?(?= (?:slightly|a little|a lot|noticeably|greatly|compared|$)|$)",
     re.I,
@@ -91,6 +95,15 @@ def _core(sentence: str) -> str:
 def derive_names(sentence: str) -> dict[str, str]:
     """Intervention, comparator, outcome, condition and timepoint from a generated sentence."""
     match = _CORE.search(_core(sentence))
+    review = _REVIEW.search(sentence)
+    if match is None and review is not None:
+        return {
+            "intervention": review.group("intervention").strip(),
+            "comparator": "",
+            "outcome": review.group("outcome").strip(),
+            "condition": "",
+            "timepoint": "",
+        }
     if match is None:
         return {
             "intervention": "",
@@ -199,6 +212,23 @@ def claim_from_record(
     )
 
 
+def read_claims_file(path: Path, size_words: Mapping[str, tuple[str, ...]]) -> list[Claim]:
+    """The claims of one ``claims.json``: ``{"study_id", "claims": [...]}`` or a bare list
+    (reviews); the study id defaults to the folder name.
+
+    Raises
+    ------
+    ValueError, KeyError, TypeError
+        When the file is not JSON or a record is malformed.
+    """
+    raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    if isinstance(raw, list):
+        records, study_id = raw, Path(path).parent.name
+    else:
+        records, study_id = raw["claims"], str(raw.get("study_id") or Path(path).parent.name)
+    return [claim_from_record(record, size_words, study_id) for record in records]
+
+
 def load_claims(reports_root: Path, size_words: Mapping[str, tuple[str, ...]]) -> dict[str, Claim]:
     """Every claim of every ``reports_root/**/claims.json``, by claim id.
 
@@ -210,10 +240,7 @@ def load_claims(reports_root: Path, size_words: Mapping[str, tuple[str, ...]]) -
     claims: dict[str, Claim] = {}
     for path in sorted(Path(reports_root).glob("**/claims.json")):
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-            records = raw["claims"]
-            for record in records:
-                claim = claim_from_record(record, size_words, str(raw.get("study_id", "")))
+            for claim in read_claims_file(path, size_words):
                 claims[claim.claim_id] = claim
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{path}: cannot read the claims ({error})") from None
