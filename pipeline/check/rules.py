@@ -383,6 +383,12 @@ def closest_claims(text: str, claims: Mapping[str, Claim], limit: int = 3) -> tu
     return tuple(claim_id for _, claim_id in sorted(scored)[:limit])
 
 
+def _quote(found: str) -> str:
+    """The matched words, shortened to the last few when a pattern matched a long stretch."""
+    words = found.split()
+    return " ".join(words) if len(words) <= 6 else "… " + " ".join(words[-3:])
+
+
 def check_uncited(
     sentence: DraftSentence, claims: Mapping[str, Claim], rules: CheckRules
 ) -> list[Finding]:
@@ -398,7 +404,8 @@ def check_uncited(
             sentence.text,
             p.rule,
             p.severity,
-            f"uncited evidence claim ({p.pattern.search(sentence.text).group(0).strip()!r}): {p.message}",
+            f"uncited evidence claim ({_quote(p.pattern.search(sentence.text).group(0))!r}): "
+            f"{p.message}",
             "",
             offer,
             claims[closest[0]].sentence + f" [{closest[0]}]" if closest else "",
