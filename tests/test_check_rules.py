@@ -242,15 +242,36 @@ def test_json_report_schema_is_stable():
     ]
 
 
-def test_docx_draft_is_read(tmp_path: Path):
-    import docx
+def _docx(path: Path, paragraphs: list[tuple[str, str]]) -> None:
+    """A minimal WordprocessingML file (ECMA-376), as Word writes one: (style, text) paragraphs."""
+    import zipfile
 
+    ns = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+    body = "".join(
+        "<w:p>"
+        + (f'<w:pPr><w:pStyle w:val="{style}"/></w:pPr>' if style else "")
+        + f"<w:r><w:t>{text}</w:t></w:r></w:p>"
+        for style, text in paragraphs
+    )
+    xml = f'<?xml version="1.0" encoding="UTF-8"?><w:document xmlns:w="{ns}"><w:body>{body}</w:body></w:document>'
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("word/document.xml", xml)
+
+
+def test_docx_draft_is_read(tmp_path: Path):
     from pipeline.check.draft import read_draft
 
-    document = docx.Document()
-    document.add_paragraph("What the evidence shows")
-    document.add_paragraph(REAL["sentence"] + " [C-trial-nope]", style="List Bullet")
-    document.save(tmp_path / "draft.docx")
+    _docx(
+        tmp_path / "draft.docx",
+        [
+            ("Heading1", "What the evidence shows"),
+            ("ListBullet", REAL["sentence"] + " [C-trial-nope]"),
+        ],
+    )
     text = read_draft(tmp_path / "draft.docx")
     assert text.splitlines()[2].startswith("- Tailored physiotherapy")
     assert [f.rule for f in check_draft(split_draft(text), CLAIMS, RULES)] == ["unknown_claim"]
+    (tmp_path / "bad.docx").write_text("not a zip")
+    with pytest.raises(ValueError, match=r"not a Word \.docx file"):
+        read_draft(tmp_path / "bad.docx")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import bisect
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from xml.etree import ElementTree
 
 from pipeline.summarise import lint
 
@@ -20,29 +22,21 @@ class DraftSentence:
 
 
 def read_draft(path: Path) -> str:
-    """A draft's text: Markdown and .txt as they are, .docx paragraph by paragraph (python-docx).
+    """A draft's text: Markdown and .txt as they are, .docx paragraph by paragraph.
 
     A .txt draft has one block per line and per tab-separated cell (published fact sheets put
-    headings and table rows on lines of their own); a .docx paragraph is one block, list
-    paragraphs become Markdown bullets and table cells blocks of their own.
+    headings and table rows on lines of their own); a .docx paragraph is one block (table cells
+    too) and list paragraphs become Markdown bullets.
+
+    Raises
+    ------
+    ValueError
+        When a .docx is not a Word document (no ``word/document.xml``).
     """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".docx":
-        import docx  # python-docx
-
-        document = docx.Document(str(path))
-        blocks = []
-        for paragraph in document.paragraphs:
-            text = paragraph.text.strip()
-            if not text:
-                continue
-            style = (paragraph.style.name if paragraph.style is not None else "") or ""
-            blocks.append(f"- {text}" if style.lower().startswith("list") else text)
-        for table in document.tables:
-            for row in table.rows:
-                blocks.extend(cell.text.strip() for cell in row.cells if cell.text.strip())
-        return "\n\n".join(blocks) + "\n"
+        return _read_docx(path)
     text = path.read_text(encoding="utf-8")
     if suffix == ".txt":
         text = "\n\n".join(line.replace("\t", "\n\n") for line in text.splitlines())
@@ -85,3 +79,35 @@ def split_draft(text: str, source: str | None = None) -> list[DraftSentence]:
 def _normalise(text: str) -> str:
     """Lower-case words separated by single spaces (for finding a sentence's line)."""
     return " ".join(re.sub(r"\W+", " ", lint._strip_inline(text)).lower().split())
+
+
+_W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+
+
+def _read_docx(path: Path) -> str:
+    """The paragraphs of a Word file, read from its ``word/document.xml`` (ECMA-376 WordprocessingML).
+
+    Read with the standard library (zipfile, ElementTree) rather than python-docx: python-docx
+    needs lxml, and lxml installed changes the bytes openpyxl writes (the xlsx exports).
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            xml = archive.read("word/document.xml")
+    except (zipfile.BadZipFile, KeyError) as error:
+        raise ValueError(f"not a Word .docx file ({error})") from None
+    root = ElementTree.fromstring(xml)
+    blocks = []
+    for paragraph in root.iter(f"{_W}p"):
+        text = "".join(
+            node.text or ("\t" if node.tag == f"{_W}tab" else "")
+            for node in paragraph.iter()
+            if node.tag in {f"{_W}t", f"{_W}tab"}
+        ).strip()
+        if not text:
+            continue
+        style = paragraph.find(f"{_W}pPr/{_W}pStyle")
+        listed = paragraph.find(f"{_W}pPr/{_W}numPr") is not None or (
+            style is not None and style.get(f"{_W}val", "").lower().startswith("list")
+        )
+        blocks.append(f"- {text}" if listed else text)
+    return "\n\n".join(blocks) + "\n"
