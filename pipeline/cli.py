@@ -327,7 +327,31 @@ def build_parser() -> argparse.ArgumentParser:
     from pipeline.scale.cli import add_scale_parser
 
     add_scale_parser(commands)
+    _add_check(commands)
     return parser
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    from pipeline.check.cli import run_check
+
+    return run_check(args)
+
+
+def _add_check(commands: argparse._SubParsersAction) -> None:
+    check = commands.add_parser(
+        "check",
+        help="check a fact-sheet draft against the claims of every study and review",
+        description="Compare each sentence of DRAFT (.md, .txt or .docx) with the claim it cites "
+        "in reports/**/claims.json, and flag evidence-like sentences that cite none. Exit 1 on "
+        "any error-level finding.",
+    )
+    check.add_argument("draft", type=Path, help="the draft: Markdown, plain text or .docx")
+    check.add_argument(
+        "--reports-root", default=Path("reports"), type=Path, help="default: %(default)s"
+    )
+    check.add_argument("--json", action="store_true", help="print the JSON report instead")
+    check.add_argument("--html", type=Path, help="also write an annotated HTML view here")
+    check.set_defaults(handler=_run_check)
 
 
 def _add_params(sub: argparse.ArgumentParser) -> None:

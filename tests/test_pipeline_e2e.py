@@ -6,6 +6,9 @@ DVC cache), the shipped params, real DVC and real notebook execution. Slow (abou
 
 from __future__ import annotations
 
+import json
+import subprocess
+
 import pytest
 from e2e_helpers import run as _run
 
@@ -28,6 +31,28 @@ def test_repro_builds_every_output(repro):
             assert (project / "reports" / study / name).exists(), (study, name)
         assert len(list((project / "reports" / study / "notebooks").glob("*.html"))) == 3
     assert (project / "reports" / "meta" / "summary.md").exists()
+
+
+def test_generated_fact_sheets_pass_backpain_check_and_evidence_page_is_built(repro):
+    project, env, _ = repro
+    sheets = sorted((project / "reports").glob("*/fact_sheet.md"))
+    assert len(sheets) == 4
+    for sheet in sheets:
+        result = subprocess.run(
+            ["backpain", "check", str(sheet), "--reports-root", "reports"],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout.strip().endswith("0 error(s), 0 warning(s)"), result.stdout
+    page = (project / "reports" / "index.html").read_text(encoding="utf-8")
+    for claims in (project / "reports").glob("*/claims.json"):
+        data = json.loads(claims.read_text(encoding="utf-8"))
+        for claim in data["claims"] if isinstance(data, dict) else data:
+            assert f'id="{claim["claim_id"]}"' in page
 
 
 def test_second_repro_has_nothing_to_do(repro):

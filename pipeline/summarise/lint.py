@@ -34,11 +34,12 @@ import yaml
 
 RULES_FILE = "plain_language.yaml"
 GRADES: tuple[str, ...] = ("high", "moderate", "low", "very_low")
-CLAIM_ID = re.compile(r"\[(C-[A-Za-z0-9-]+)\]")
+# "[C-id]" or "[C-id@1a2b3c4d]": the suffix records the version (sha256 prefix) a draft copied
+CLAIM_ID = re.compile(r"\[(C-[A-Za-z0-9-]+(?:@[0-9a-fA-F]{8})?)\]")
 
 # A claim id written after the full stop belongs to the sentence before it.
-_ID_AFTER_STOP = re.compile(r"([.!?]+[\"'”’)]*)((?:\s*\[C-[A-Za-z0-9-]+\])+)")
-_CLAIM_ID_WITH_SPACE = re.compile(r"\s*\[C-[A-Za-z0-9-]+\]")
+_ID_AFTER_STOP = re.compile(r"([.!?]+[\"'”’)]*)((?:\s*\[C-[A-Za-z0-9-]+(?:@[0-9a-fA-F]{8})?\])+)")
+_CLAIM_ID_WITH_SPACE = re.compile(r"\s*\[C-[A-Za-z0-9-]+(?:@[0-9a-fA-F]{8})?\]")
 _STOP = re.compile(r"[.!?]+[\"'”’)]*(?=\s)")
 _TERMINAL = re.compile(r"[.!?]+[\"'”’)]*$")
 _INITIALISM = re.compile(r"^(?:[a-z]\.){2,}$")
@@ -796,7 +797,7 @@ def lint_text(text: str, certainties: Mapping[str, str] | None = None) -> list[L
     issues: list[LintIssue] = []
     for sentence, claim_ids, claim_text in _sentences_with_claims(text):
         if certainties is not None:
-            for claim_id in claim_ids:
+            for claim_id in (cited.split("@")[0] for cited in claim_ids):
                 if claim_id in certainties:
                     issues.extend(check_certainty(claim_text, certainties[claim_id]))
                 else:
@@ -818,8 +819,15 @@ def lint_text(text: str, certainties: Mapping[str, str] | None = None) -> list[L
 
 
 def _read_certainties(path: Path) -> dict[str, str]:
-    """Claim id -> grade from a YAML or JSON mapping file."""
+    """Claim id -> grade from a YAML or JSON mapping file, or from a claims.json."""
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if isinstance(raw, dict) and isinstance(raw.get("claims"), list):
+        # reports/<study>/claims.json: {"study_id": ..., "claims": [{claim_id, certainty, ...}]}
+        return {
+            str(claim.get("claim_id")): str(claim.get("certainty"))
+            for claim in raw["claims"]
+            if isinstance(claim, dict)
+        }
     if not isinstance(raw, dict) or not all(
         isinstance(key, str) and isinstance(value, str) for key, value in raw.items()
     ):
