@@ -332,6 +332,8 @@ def check_cited(
     elif direction == "little_or_no_difference" and claim.direction == "uncertain":
         add("direction", "an uncertain result read as no difference: the claim is uncertain")
     size = size_of(text, rules.size_words)
+    if size and size == size_of(claim.sentence, rules.size_words):
+        size = ""  # the claim's own words ("how many people have much less pain")
     if size and claim.size and SIZE_ORDER.index(size) > SIZE_ORDER.index(claim.size):
         add("size", f"size word says {size}, the claim's size is {claim.size}")
     elif size and not claim.size and size == "large":
@@ -357,9 +359,11 @@ def check_cited(
     elif comparator and not _mentions(text, comparator):
         add("comparator", f'the claim compares with "{comparator}"; the sentence does not say so')
     condition = names.get("condition", "")
-    if condition and not _mentions(text, condition):
+    if condition and _mentions(claim.sentence, condition) and not _mentions(text, condition):
         add("condition", f'the claim is only about people "{condition}"')
-    elif not condition and re.search(r"\bin people with(?:out)?\b", text, re.I):
+    elif not re.search(r"\bpeople with(?:out)?\b", claim.sentence, re.I) and re.search(
+        r"\bin people with(?:out)?\b", text, re.I
+    ):
         add("condition", "the claim is about everyone in the study, not a subgroup")
     if claim.synthetic and "demonstration data" not in text.lower():
         add(
@@ -425,8 +429,14 @@ def _merge_two_sentence_claims(
     merged: list[DraftSentence] = []
     for sentence in sentences:
         cited = [claims.get(c.split("@")[0]) for c in sentence.claim_ids]
-        two = any(c is not None and len(lint.split_sentences(c.sentence)) > 1 for c in cited)
-        if two and merged and not merged[-1].claim_ids:
+        parts = max(
+            (len(lint.split_sentences(c.sentence)) for c in cited if c is not None), default=1
+        )
+        # a claim of n sentences (statement, lead and range sentences) closes with its id:
+        # join up to n - 1 uncited sentences before it
+        for _ in range(parts - 1):
+            if not merged or merged[-1].claim_ids:
+                break
             previous = merged.pop()
             sentence = DraftSentence(
                 previous.line, f"{previous.text} {sentence.text}", sentence.claim_ids

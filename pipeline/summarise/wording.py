@@ -211,4 +211,4 @@ def render_responder_range(
         second = f"The likely range is {near} to {far} {side} in 100."
     else:
         second = f"The likely range is {low} fewer to {high} more in 100."
-    return f"{first} {second}", [treated, control, low, high]
+    return f"{first} {second}", [treated, control, low, high, "100"]
