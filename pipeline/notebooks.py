@@ -197,6 +197,7 @@ def run_notebooks(
 
     The notebooks run in parallel kernels (they only read files). Returns the HTML paths.
     """
+    import nbformat
     import papermill
     from nbconvert import HTMLExporter
 
@@ -219,7 +220,12 @@ def run_notebooks(
                 progress_bar=False,
                 cwd=str(Path.cwd()),
             )
-            body, _ = HTMLExporter(embed_images=True).from_filename(str(executed))
+            executed_nb = nbformat.read(str(executed), as_version=4)
+            # papermill gives its injected-parameters cell a random id: number the cells so
+            # the same inputs render the same bytes on every machine
+            for index, cell in enumerate(executed_nb.cells):
+                cell["id"] = f"cell-{index}"
+            body, _ = HTMLExporter(embed_images=True).from_notebook_node(executed_nb)
         return write_text(out / f"{name}.html", strip_machine_paths(body))
 
     with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -90,7 +90,7 @@ def test_no_temporary_file_is_left_in_the_outputs(second_clone):
                 p.relative_to(project).as_posix()
                 for tree in OUTPUT_TREES
                 for p in (project / tree).rglob("*")
-                if p.name.endswith(".tmp") or p.name.startswith(".")
+                if p.name.endswith(".tmp") or (p.name.startswith(".") and p.name != ".gitignore")
             ]
             staging = project / ".backpain-tmp"
             left = list(staging.iterdir()) if staging.exists() else []
