@@ -165,7 +165,7 @@ select,button{{font:inherit;min-height:2.75rem}}
 .change{{background:#b35900;color:#fff;border-radius:.3rem;padding:0 .4rem;font-size:.85rem}}
 .sentence{{font-size:1.1rem;margin:.4rem 0}}
 .meta{{margin:0;font-size:.9rem;display:flex;flex-wrap:wrap;gap:.4rem;align-items:center}}
-code{{font-size:.8rem;word-break:break-all;color:#555}}
+code{{font-size:.8rem;word-break:break-all;overflow-wrap:anywhere;color:#555}}
 .cert{{border-radius:.3rem;padding:0 .4rem;color:#fff}}
 .high{{background:#1a6b2f}} .moderate{{background:#2f5f8a}} .low{{background:#7a5b00}} .very_low{{background:#8b1a1a}}
 dl{{margin:.3rem 0;font-size:.92rem}} dt{{font-weight:600}} dd{{margin:0 0 .3rem}} dd ul{{margin:0;padding-left:1.1rem}}

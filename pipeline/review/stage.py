@@ -59,17 +59,21 @@ def intervention_words(q: Question) -> str:
     return text[0].upper() + text[1:]
 
 
+def comparator_words(q: Question) -> str:
+    return q.comparator_label or (
+        "control"
+        if len(q.comparator) > 1
+        else COMPARATOR_WORDS.get(q.comparator[0], q.comparator[0].replace("_", " "))
+    )
+
+
 def sentence(q: Question, measure: str, est: float, lo: float, hi: float, certainty: str) -> str:
     """A plain claim: one sentence of direction and size, one short sentence of the range."""
     outcome, units = OUTCOME_WORDS.get(q.outcome, (q.outcome.replace("_", " "), "units"))
     if measure == "SMD":
         units = "standard deviations"
     who = intervention_words(q)
-    comparator = q.comparator_label or (
-        "control"
-        if len(q.comparator) > 1
-        else COMPARATOR_WORDS.get(q.comparator[0], q.comparator[0].replace("_", " "))
-    )
+    comparator = comparator_words(q)
     better_low = DOMAIN_DIRECTION.get(q.outcome, "worse") == "worse"
     benefit = (est < 0) if better_low else (est > 0)
     mid = q.mid_smd if measure == "SMD" else (q.mid or 1.0)
@@ -209,6 +213,14 @@ def analyse_question(config: ReviewConfig, q: Question, cmp: pd.DataFrame) -> di
         ],
         "source": config.citation,
         "synthetic": False,
+        # plain words as the sentence uses them, for the checker and the evidence page
+        "names": {
+            "intervention": intervention_words(q),
+            "comparator": comparator_words(q),
+            "outcome": OUTCOME_WORDS.get(q.outcome, (q.outcome.replace("_", " "), ""))[0],
+            "condition": "",
+            "timepoint": "",
+        },
     }
     footnotes = [f"{d['domain']}: {d['judgement']} ({d['reason']})" for d in domains]
     absolute = (
