@@ -12,27 +12,11 @@ import numpy as np
 import pytest
 import statsmodels.api as sm
 from scipy import stats
+from test_meta import BCG as DAT_BCG
 
 from pipeline.review.pool import egger, leave_one_out, pool, subgroups, tau2_dl
 
-BCG = np.array(
-    [
-        (4, 119, 11, 128),
-        (6, 300, 29, 274),
-        (3, 228, 11, 209),
-        (62, 13536, 248, 12619),
-        (33, 5036, 47, 5761),
-        (180, 1361, 372, 1079),
-        (8, 2537, 10, 619),
-        (505, 87886, 499, 87892),
-        (29, 7470, 45, 7232),
-        (17, 1699, 65, 1600),
-        (186, 50448, 141, 27197),
-        (5, 2493, 3, 2338),
-        (27, 16886, 29, 17825),
-    ],
-    dtype=float,
-)
+BCG = np.array(DAT_BCG, dtype=float)  # the same dat.bcg table as the IPD meta tests
 
 
 def _bcg() -> tuple[np.ndarray, np.ndarray]:
